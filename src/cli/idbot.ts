@@ -1,0 +1,60 @@
+// The `idbot` command: dispatches to one module per command group. Results go to stdout,
+// progress and errors to stderr; exit codes are EXIT in args.ts.
+import { adminCommand } from "./admin.ts";
+import { CliError, EXIT } from "./args.ts";
+import { explainCommand } from "./explain.ts";
+import { serveCommand } from "./serve.ts";
+
+declare const IDBOT_VERSION: string | undefined;
+const VERSION = typeof IDBOT_VERSION === "string" ? IDBOT_VERSION : "dev";
+
+const USAGE = `
+idbot ${VERSION}: short-lived credentials for CI jobs and machines
+
+Usage: idbot <command> [options]
+
+Commands:
+  serve      run the join service (embedded store)
+  explain    evaluate a CI ID token against a join token's allow rules, offline
+  admin      operator commands (sign-host)
+  version    print the version
+
+Run "idbot <command> --help" for options and an example.
+`;
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  serve: serveCommand,
+  explain: explainCommand,
+  admin: adminCommand,
+  version: async () => {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    process.stdout.write(`${USAGE.trim()}\n`);
+    return cmd === undefined ? EXIT.badInput : EXIT.ok;
+  }
+  if (cmd === "--version") return COMMANDS.version!([]);
+  const run = COMMANDS[cmd];
+  if (!run) throw new CliError(`unknown command "${cmd}"\n\n${USAGE.trim()}`);
+  return run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof CliError) {
+      process.stderr.write(`idbot: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ""}`);
+      process.exitCode = e.exitCode;
+    } else {
+      process.stderr.write(`idbot: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,70 @@
+import { CliError, parseCommand, required } from "./args.ts";
+
+const USAGE = `
+Usage: idbot serve --data-dir DIR --listen HOST:PORT --resources FILE_OR_DIR [options]
+
+Runs the join service with its embedded store in DIR (created 0700 on first start, with
+its CAs). Plain HTTP is only allowed on loopback; otherwise give --tls-cert and --tls-key.
+Resources are re-read on SIGHUP; an invalid file keeps the previous set.
+
+Options:
+  --data-dir DIR        embedded store directory
+  --listen HOST:PORT    address to listen on (port 0 picks a free port)
+  --resources PATH      a YAML file or a directory of *.yaml resources
+  --public-url URL      URL clients use (default: the listen URL); the default audience
+  --tls-cert FILE       PEM certificate chain for HTTPS
+  --tls-key FILE        PEM private key for HTTPS
+
+Example:
+  idbot serve --data-dir /var/lib/idbot --listen 0.0.0.0:8443 --resources /etc/idbot \\
+    --public-url https://idbot.example.com --tls-cert /etc/idbot/tls.crt --tls-key /etc/idbot/tls.key
+`;
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const args = parseCommand(
+    argv,
+    {
+      "data-dir": { type: "string" },
+      listen: { type: "string" },
+      resources: { type: "string" },
+      "public-url": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+    },
+    USAGE,
+  );
+  if (!args) return 0;
+  const v = args.values;
+  const { startService } = await import("../server/service.ts");
+  let svc: Awaited<ReturnType<typeof startService>>;
+  try {
+    svc = await startService({
+      dataDir: required(v["data-dir"], "--data-dir"),
+      listen: required(v.listen, "--listen"),
+      resourcesPath: required(v.resources, "--resources"),
+      publicUrl: v["public-url"],
+      tlsCertFile: v["tls-cert"],
+      tlsKeyFile: v["tls-key"],
+    });
+  } catch (e) {
+    if (e instanceof CliError) throw e;
+    throw new CliError((e as Error).message);
+  }
+  process.stdout.write(`idbot service listening on ${svc.url} (public URL ${svc.publicUrl})\n`);
+  process.on("SIGHUP", () => {
+    try {
+      svc.reload();
+    } catch (e) {
+      process.stderr.write(
+        `${JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "resource reload failed; keeping the previous resources", error: (e as Error).message })}\n`,
+      );
+    }
+  });
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  await svc.close();
+  return 0;
+}

@@ -1,0 +1,111 @@
+// Routes only: parse and validate the request, call the handler, write JSON or text.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { type ErrorBody, JoinRequestSchema } from "../protocol/join.ts";
+import { describeProblems, fieldProblems } from "../protocol/validation.ts";
+import { handleJoin, type JoinContext } from "./join.ts";
+import { JoinError } from "./joinmethods/errors.ts";
+
+/** Requests larger than this are refused before any parsing. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export interface RouteContext extends JoinContext {
+  logger: import("./log.ts").Logger;
+}
+
+function send(res: ServerResponse, status: number, body: string, type: string, extra?: Record<string, string>): void {
+  res.writeHead(status, {
+    "content-type": type,
+    "content-length": Buffer.byteLength(body),
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    ...extra,
+  });
+  res.end(body);
+}
+
+const sendJson = (res: ServerResponse, status: number, value: unknown) =>
+  send(res, status, JSON.stringify(value), "application/json");
+
+function sendError(res: ServerResponse, status: number, code: string, message: string, hint?: string): void {
+  const body: ErrorBody = { error: { code, message, ...(hint ? { hint } : {}) } };
+  sendJson(res, status, body);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer | "too_large"> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > MAX_BODY_BYTES) {
+      resolve("too_large");
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        resolve("too_large");
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+export function createHandler(ctx: RouteContext) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? "/").split("?")[0];
+    try {
+      if (req.method === "GET" || req.method === "HEAD") {
+        switch (path) {
+          case "/healthz": {
+            const ok = await ctx.store.healthy();
+            return sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unhealthy", store: ctx.store.kind });
+          }
+          case "/v1/ca/ssh-user":
+            return send(res, 200, `${ctx.authorities.sshUserCaLine}\n`, "text/plain; charset=utf-8");
+          case "/v1/ca/ssh-host":
+            return send(res, 200, `${ctx.authorities.sshHostCaLine}\n`, "text/plain; charset=utf-8");
+          case "/v1/ca/tls":
+            return send(res, 200, ctx.authorities.tlsCaPem, "application/x-pem-file");
+        }
+      } else if (req.method === "POST" && path === "/v1/join") {
+        return await join(req, res, ctx);
+      }
+      return sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
+    } catch (e) {
+      ctx.logger.log("error", "request failed", { path, error: String(e) });
+      if (!res.headersSent) sendError(res, 500, "internal", "internal error");
+    }
+  };
+}
+
+async function join(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+  if (!/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
+    return sendError(res, 415, "bad_request", "send the join request as application/json");
+  }
+  const raw = await readBody(req);
+  if (raw === "too_large") {
+    return sendError(res, 413, "payload_too_large", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString("utf8"));
+  } catch {
+    return sendError(res, 400, "bad_request", "the request body is not valid JSON");
+  }
+  const parsed = JoinRequestSchema.safeParse(value);
+  if (!parsed.success) {
+    return sendError(res, 400, "bad_request", `invalid join request: ${describeProblems(fieldProblems(parsed.error))}`);
+  }
+  try {
+    const out = await handleJoin(parsed.data, { remoteAddr: req.socket.remoteAddress }, ctx);
+    sendJson(res, 200, out);
+  } catch (e) {
+    if (e instanceof JoinError) return sendError(res, e.status, e.code, e.message, e.hint);
+    throw e;
+  }
+}

@@ -1,0 +1,143 @@
+// Strict verification of a platform-signed OIDC token (GitHub, later GitLab and generic
+// OIDC): signature against the issuer's JWKS, an alg allow-list, iss, aud, exp/nbf/iat with
+// bounded leeway. Replay (jti) is checked by the store when the join commits.
+import * as jose from "jose";
+import { denied, JoinError } from "./errors.ts";
+
+/** RSA and ECDSA signatures only: never `none`, never HMAC (alg confusion). */
+export const ALLOWED_ALGS = ["RS256", "ES256"] as const;
+/** Clock skew tolerated on exp/nbf/iat, in seconds (at most 60 by policy). */
+export const CLOCK_LEEWAY_SECONDS = 60;
+
+export type KeySource = ReturnType<typeof jose.createRemoteJWKSet> | ReturnType<typeof jose.createLocalJWKSet>;
+
+/** Fetched key sets, one per JWKS URL, shared by every token that names that issuer. jose
+ *  caches the keys and refetches (with a cooldown) when a token carries an unknown kid,
+ *  which is how a rotated issuer key is picked up. */
+export class JwksCache {
+  private remote = new Map<string, KeySource>();
+  private local = new Map<string, KeySource>();
+
+  forUrl(url: string): KeySource {
+    let ks = this.remote.get(url);
+    if (!ks) {
+      ks = jose.createRemoteJWKSet(new URL(url), {
+        timeoutDuration: 5000,
+        cooldownDuration: 30_000,
+        cacheMaxAge: 10 * 60_000,
+        headers: { "user-agent": "idbot" },
+      });
+      this.remote.set(url, ks);
+    }
+    return ks;
+  }
+
+  forStatic(jwksJson: string): KeySource {
+    let ks = this.local.get(jwksJson);
+    if (!ks) {
+      ks = jose.createLocalJWKSet(JSON.parse(jwksJson) as jose.JSONWebKeySet);
+      this.local.set(jwksJson, ks);
+    }
+    return ks;
+  }
+}
+
+export interface VerifyOptions {
+  issuer: string;
+  /** Omitted only by `idbot explain` when the service's public URL is unknown. */
+  audience: string | undefined;
+  keys: KeySource;
+  now?: Date;
+  /** Claims that must be present besides exp/iat. */
+  requiredClaims?: string[];
+}
+
+export async function verifyIdToken(token: string, opts: VerifyOptions): Promise<jose.JWTPayload> {
+  let header: jose.ProtectedHeaderParameters;
+  try {
+    header = jose.decodeProtectedHeader(token);
+  } catch {
+    throw denied("the ID token is not a well-formed JWT", "Send the raw ID token issued by the CI platform.");
+  }
+  if (!(ALLOWED_ALGS as readonly string[]).includes(String(header.alg))) {
+    throw denied(
+      `the ID token's signing algorithm "${String(header.alg).slice(0, 20)}" is not allowed (allowed: ${ALLOWED_ALGS.join(", ")})`,
+    );
+  }
+  if (typeof header.kid === "string" && header.kid.length > 256) throw denied("the ID token's kid header is too long");
+  try {
+    const { payload } = await jose.jwtVerify(token, opts.keys, {
+      algorithms: [...ALLOWED_ALGS],
+      issuer: opts.issuer,
+      audience: opts.audience,
+      clockTolerance: CLOCK_LEEWAY_SECONDS,
+      currentDate: opts.now,
+      requiredClaims: ["exp", "iat", ...(opts.requiredClaims ?? [])],
+    });
+    return payload;
+  } catch (e) {
+    throw mapJoseError(e, token, opts);
+  }
+}
+
+function claimOf(token: string, claim: string): unknown {
+  try {
+    return (jose.decodeJwt(token) as Record<string, unknown>)[claim];
+  } catch {
+    return undefined;
+  }
+}
+
+function mapJoseError(e: unknown, token: string, opts: VerifyOptions): JoinError {
+  if (e instanceof JoinError) return e;
+  if (e instanceof jose.errors.JWTExpired) {
+    const exp = Number(claimOf(token, "exp"));
+    return denied(
+      `the ID token expired${Number.isFinite(exp) ? ` at ${new Date(exp * 1000).toISOString()}` : ""}`,
+      "Request a fresh ID token for each join; GitHub's tokens live a few minutes.",
+    );
+  }
+  if (e instanceof jose.errors.JWTClaimValidationFailed) {
+    switch (e.claim) {
+      case "aud":
+        return denied(
+          `the ID token's audience ${JSON.stringify(claimOf(token, "aud"))} is not "${opts.audience}"`,
+          `Request the token with audience "${opts.audience}" (the Action's "audience" input defaults to the "server" input), or set the join token's audience to match.`,
+        );
+      case "iss":
+        return denied(
+          `the ID token's issuer ${JSON.stringify(claimOf(token, "iss"))} is not "${opts.issuer}"`,
+          "Check the join token's enterprise_server_host / enterprise_slug settings.",
+        );
+      case "nbf":
+        return denied("the ID token is not valid yet (nbf is in the future)", "Check the clocks of the runner and the service.");
+      case "iat":
+        return denied("the ID token's issue time (iat) is in the future", "Check the clocks of the runner and the service.");
+      default:
+        return denied(`the ID token's "${e.claim}" claim is missing or invalid (${e.reason})`);
+    }
+  }
+  if (e instanceof jose.errors.JOSEAlgNotAllowed) return denied("the ID token's signing algorithm is not allowed");
+  if (e instanceof jose.errors.JWKSNoMatchingKey) {
+    return denied(
+      "no key of the issuer matches the ID token's key id (kid)",
+      "The token was not signed by the configured issuer, or the issuer's keys could not be refreshed.",
+    );
+  }
+  if (e instanceof jose.errors.JWKSMultipleMatchingKeys) return denied("the issuer's JWKS has several keys for this kid");
+  if (e instanceof jose.errors.JWSSignatureVerificationFailed) return denied("the ID token's signature is invalid");
+  if (e instanceof jose.errors.JWKSTimeout || e instanceof jose.errors.JWKSInvalid || isFetchError(e)) {
+    return new JoinError(
+      "unavailable",
+      "the service could not fetch the issuer's signing keys",
+      "Retry later; the operator should check the service's access to the issuer's JWKS.",
+      String((e as Error).message),
+    );
+  }
+  if (e instanceof jose.errors.JOSEError) return denied(`the ID token is invalid (${e.code})`);
+  return new JoinError("internal", "internal error verifying the ID token", undefined, String(e));
+}
+
+function isFetchError(e: unknown): boolean {
+  return e instanceof TypeError || (e instanceof Error && /fetch|ECONNREFUSED|ENOTFOUND|status code/i.test(e.message));
+}

@@ -1,0 +1,66 @@
+// Allow-rule evaluation shared by the claim-based join methods: a rule admits a token
+// when every field it sets matches; any admitting rule admits the join. The result keeps
+// every field's verdict so the operator (log, `idbot explain`) sees exactly what differed.
+
+export interface FieldVerdict {
+  field: string;
+  want: string;
+  got: string | undefined;
+  ok: boolean;
+}
+export interface RuleVerdict {
+  index: number;
+  ok: boolean;
+  fields: FieldVerdict[];
+}
+
+export type Rule = Record<string, string | undefined>;
+
+function claimText(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  return JSON.stringify(v);
+}
+
+/** `*` matches any run of characters, `?` exactly one; everything else is literal. */
+export function globMatch(pattern: string, value: string): boolean {
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`, "s");
+  return re.test(value);
+}
+
+export function evaluateRules(
+  rules: Rule[],
+  claims: Record<string, unknown>,
+  globFields: ReadonlySet<string> = new Set(),
+): RuleVerdict[] {
+  return rules.map((rule, index) => {
+    const fields: FieldVerdict[] = [];
+    for (const [field, want] of Object.entries(rule)) {
+      if (want === undefined) continue;
+      const got = claimText(claims[field]);
+      const ok = got !== undefined && (globFields.has(field) ? globMatch(want, got) : got === want);
+      fields.push({ field, want, got, ok });
+    }
+    return { index, ok: fields.length > 0 && fields.every((f) => f.ok), fields };
+  });
+}
+
+/** What the job may see: which fields differed, never the operator's expected values. */
+export function safeMismatchSummary(verdicts: RuleVerdict[]): string {
+  return verdicts
+    .map((v) => `rule ${v.index + 1} differs in ${v.fields.filter((f) => !f.ok).map((f) => f.field).join(", ")}`)
+    .join("; ");
+}
+
+/** Full detail for the operator's log and audit. */
+export function fullMismatchDetail(verdicts: RuleVerdict[]): string {
+  return verdicts
+    .map(
+      (v) =>
+        `rule ${v.index + 1}: ${v.fields
+          .map((f) => `${f.field} ${f.ok ? "ok" : `want ${JSON.stringify(f.want)} got ${JSON.stringify(f.got ?? null)}`}`)
+          .join(", ")}`,
+    )
+    .join("; ");
+}

@@ -1,0 +1,180 @@
+// The operator's YAML resources (role, bot, token): schemas, loading with file:line in
+// every error, and cross-references checked before anything is applied.
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { isMap, isScalar, LineCounter, parseAllDocuments, type Document } from "yaml";
+import { z } from "zod";
+import { type FieldProblem, fieldProblems, formatPath } from "../../protocol/validation.ts";
+import { MAX_TTL_SECONDS } from "../../protocol/join.ts";
+import { GitHubTokenSpecSchema } from "../joinmethods/github.ts";
+import { parseDuration } from "../../protocol/duration.ts";
+
+const name = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/, "names use letters, digits, '.', '_' and '-'");
+
+const metadata = z.strictObject({
+  name,
+  description: z.string().max(1024).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+
+const duration = z.string().transform((s, ctx) => {
+  try {
+    return parseDuration(s);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+export const RoleSpecSchema = z.strictObject({
+  /** SSH principals; may use {{ join.<method>.<claim> }} templates. */
+  logins: z.array(z.string().min(1).max(256)).max(64).default([]),
+  max_ttl: duration
+    .refine((s) => s <= MAX_TTL_SECONDS, { message: "max_ttl may not exceed 24h" })
+    .optional(),
+});
+
+export const BotSpecSchema = z.strictObject({
+  roles: z.array(name).min(1),
+});
+
+export const TokenSpecSchema = z.discriminatedUnion("join_method", [
+  z.strictObject({ join_method: z.literal("github"), bot_name: name, github: GitHubTokenSpecSchema }),
+]);
+
+const header = { version: z.literal("v1"), metadata };
+export const ResourceSchema = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("role"), ...header, spec: RoleSpecSchema }),
+  z.strictObject({ kind: z.literal("bot"), ...header, spec: BotSpecSchema }),
+  z.strictObject({ kind: z.literal("token"), ...header, spec: TokenSpecSchema }),
+]);
+export type Resource = z.output<typeof ResourceSchema>;
+export type RoleResource = Extract<Resource, { kind: "role" }>;
+export type BotResource = Extract<Resource, { kind: "bot" }>;
+export type TokenResource = Extract<Resource, { kind: "token" }>;
+export const RESOURCE_KINDS = ["role", "bot", "token"] as const;
+
+export class ResourceError extends Error {
+  override name = "ResourceError";
+}
+
+export interface ResourceSet {
+  roles: Map<string, RoleResource>;
+  bots: Map<string, BotResource>;
+  tokens: Map<string, TokenResource>;
+  /** Where each resource came from, "file:line", for messages. */
+  origin: Map<Resource, string>;
+}
+
+/** Line (1-based) of the node at `path`, or of its key for an unknown field. */
+function lineOf(doc: Document, lc: LineCounter, problem: FieldProblem): number | undefined {
+  let node: unknown = doc.contents;
+  let keyNode: unknown;
+  for (const seg of problem.path) {
+    if (!isMap(node) && !(node && typeof node === "object" && "items" in node)) break;
+    const items = (node as { items: unknown[] }).items;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === seg);
+      if (!pair) break;
+      keyNode = pair.key;
+      node = pair.value;
+    } else if (typeof seg === "number") {
+      keyNode = undefined;
+      node = items[seg];
+    } else break;
+  }
+  const target = (problem.unknownField !== undefined ? keyNode : node) ?? keyNode ?? node;
+  const range = (target as { range?: [number, number, number] } | undefined)?.range;
+  return range ? lc.linePos(range[0]).line : undefined;
+}
+
+/** Parses one YAML text (one or more `---` documents) into validated resources. */
+export function parseResources(text: string, file: string): { resources: Resource[]; origin: Map<Resource, string> } {
+  const lc = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  const resources: Resource[] = [];
+  const origin = new Map<Resource, string>();
+  const errors: string[] = [];
+  for (const doc of Array.isArray(docs) ? docs : [docs]) {
+    for (const err of doc.errors) {
+      const line = err.linePos?.[0]?.line ?? (err.pos ? lc.linePos(err.pos[0]).line : "?");
+      errors.push(`${file}:${line}: YAML syntax error: ${err.message.split("\n")[0]}`);
+    }
+    if (doc.errors.length > 0 || doc.contents === null) continue;
+    const docLine = doc.contents.range ? lc.linePos(doc.contents.range[0]).line : 1;
+    const parsed = ResourceSchema.safeParse(doc.toJS({ maxAliasCount: 50 }));
+    if (!parsed.success) {
+      for (const p of fieldProblems(parsed.error)) {
+        const line = lineOf(doc, lc, p) ?? docLine;
+        const what = p.unknownField !== undefined ? `unknown field "${formatPath(p.path)}"` : `${formatPath(p.path)}: ${p.message}`;
+        errors.push(`${file}:${line}: ${what}`);
+      }
+      continue;
+    }
+    resources.push(parsed.data);
+    origin.set(parsed.data, `${file}:${docLine}`);
+  }
+  if (errors.length > 0) throw new ResourceError(errors.join("\n"));
+  return { resources, origin };
+}
+
+function yamlFilesIn(path: string): string[] {
+  const st = statSync(path);
+  if (!st.isDirectory()) return [path];
+  return readdirSync(path)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => join(path, f));
+}
+
+/** Loads a file or every *.yaml/*.yml in a directory, then checks cross-references. */
+export function loadResources(path: string): ResourceSet {
+  let files: string[];
+  try {
+    files = yamlFilesIn(path);
+  } catch (e) {
+    throw new ResourceError(`cannot read resources at ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const all: Resource[] = [];
+  const origin = new Map<Resource, string>();
+  const errors: string[] = [];
+  for (const f of files) {
+    try {
+      const r = parseResources(readFileSync(f, "utf8"), f);
+      all.push(...r.resources);
+      for (const [k, v] of r.origin) origin.set(k, v);
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+  }
+  if (errors.length > 0) throw new ResourceError(errors.join("\n"));
+  return buildResourceSet(all, origin);
+}
+
+export function buildResourceSet(all: Resource[], origin = new Map<Resource, string>()): ResourceSet {
+  const set: ResourceSet = { roles: new Map(), bots: new Map(), tokens: new Map(), origin };
+  const errors: string[] = [];
+  const where = (r: Resource) => origin.get(r) ?? `${r.kind}/${r.metadata.name}`;
+  for (const r of all) {
+    const map = (r.kind === "role" ? set.roles : r.kind === "bot" ? set.bots : set.tokens) as Map<string, Resource>;
+    const prev = map.get(r.metadata.name);
+    if (prev) errors.push(`${where(r)}: ${r.kind} "${r.metadata.name}" is declared twice (first at ${where(prev)})`);
+    map.set(r.metadata.name, r);
+  }
+  for (const bot of set.bots.values()) {
+    for (const role of bot.spec.roles) {
+      if (!set.roles.has(role)) errors.push(`${where(bot)}: bot "${bot.metadata.name}" names role "${role}", which is not declared`);
+    }
+  }
+  for (const token of set.tokens.values()) {
+    if (!set.bots.has(token.spec.bot_name)) {
+      errors.push(`${where(token)}: token "${token.metadata.name}" names bot "${token.spec.bot_name}", which is not declared`);
+    }
+  }
+  if (errors.length > 0) throw new ResourceError(errors.join("\n"));
+  return set;
+}

@@ -1,0 +1,123 @@
+// Assembles the join service: store, CAs, resources, HTTP(S) listener.
+import { readFileSync } from "node:fs";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { isLoopbackHost, normalizeServiceUrl, parseListen } from "../protocol/net.ts";
+import { Audit } from "./audit.ts";
+import { Authorities, createAuthorityRecords } from "./ca/authorities.ts";
+import { createHandler } from "./http.ts";
+import { JwksCache } from "./joinmethods/jwt.ts";
+import { jsonLogger, type Logger } from "./log.ts";
+import { loadResources, type ResourceSet } from "./policy/resources.ts";
+import { openSqliteStore } from "./store/sqlite.ts";
+import type { Store } from "./store/store.ts";
+
+export interface ServeOptions {
+  dataDir: string;
+  listen: string;
+  resourcesPath: string;
+  publicUrl?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  logger?: Logger;
+}
+
+export class ServeError extends Error {
+  override name = "ServeError";
+}
+
+export interface RunningService {
+  url: string;
+  publicUrl: string;
+  store: Store;
+  authorities: Authorities;
+  /** Re-reads the resources; on error keeps the previous set and throws. */
+  reload(): ResourceSet;
+  close(): Promise<void>;
+}
+
+export async function startService(opts: ServeOptions): Promise<RunningService> {
+  const logger = opts.logger ?? jsonLogger();
+  const { host, port } = parseListen(opts.listen);
+  const useTls = Boolean(opts.tlsCertFile || opts.tlsKeyFile);
+  if (useTls && !(opts.tlsCertFile && opts.tlsKeyFile)) {
+    throw new ServeError("--tls-cert and --tls-key go together: give both");
+  }
+  if (!useTls && !isLoopbackHost(host)) {
+    throw new ServeError(
+      `refusing to serve plain HTTP on ${host}: only loopback addresses may be served without TLS. Give --tls-cert and --tls-key, or listen on 127.0.0.1.`,
+    );
+  }
+  // Resources first: a bad file must fail the start before anything is created.
+  let resources = loadResources(opts.resourcesPath);
+  const store = openSqliteStore(opts.dataDir);
+  try {
+    let tlsOptions: { cert: Buffer; key: Buffer } | undefined;
+    if (useTls) {
+      try {
+        tlsOptions = { cert: readFileSync(opts.tlsCertFile!), key: readFileSync(opts.tlsKeyFile!) };
+      } catch (e) {
+        throw new ServeError(`cannot read the TLS certificate or key: ${(e as Error).message}`);
+      }
+    }
+    const hostLabel = host.includes(":") ? `[${host}]` : host;
+    const authorities = new Authorities(await store.loadOrCreateCAs(() => createAuthorityRecords(opts.publicUrl ?? hostLabel)));
+    const audit = new Audit(store, logger);
+    let publicUrl = opts.publicUrl ? normalizeServiceUrl(opts.publicUrl) : "";
+    const handler = createHandler({
+      store,
+      authorities,
+      resources: () => resources,
+      audit,
+      jwks: new JwksCache(),
+      get publicUrl() {
+        return publicUrl;
+      },
+      logger,
+    });
+    const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 };
+    const server: Server = tlsOptions
+      ? createHttpsServer({ ...serverOptions, ...tlsOptions, minVersion: "TLSv1.2" }, handler)
+      : createHttpServer(serverOptions, handler);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (e: NodeJS.ErrnoException) =>
+        reject(new ServeError(`cannot listen on ${opts.listen}: ${e.code ?? e.message}`)),
+      );
+      server.listen(port, host, () => resolve());
+    });
+    const actualPort = (server.address() as AddressInfo).port;
+    const url = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
+    if (!publicUrl) publicUrl = url;
+    const prune = setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}), 600_000);
+    prune.unref();
+    logger.log("info", "idbot service started", { url, public_url: publicUrl, store: store.kind, data_dir: opts.dataDir });
+    return {
+      url,
+      publicUrl,
+      store,
+      authorities,
+      reload() {
+        const next = loadResources(opts.resourcesPath);
+        resources = next;
+        logger.log("info", "resources reloaded", {
+          roles: next.roles.size,
+          bots: next.bots.size,
+          tokens: next.tokens.size,
+        });
+        return next;
+      },
+      async close() {
+        clearInterval(prune);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await store.close();
+      },
+    };
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
