@@ -84,6 +84,15 @@ var init_duration = __esm({
   }
 });
 
+// src/server/store/store.ts
+var REQUIRED_CAS;
+var init_store = __esm({
+  "src/server/store/store.ts"() {
+    "use strict";
+    REQUIRED_CAS = ["tls", "ssh_user", "ssh_host", "spiffe", "jwt"];
+  }
+});
+
 // src/server/store/sqlite.ts
 var sqlite_exports = {};
 __export(sqlite_exports, {
@@ -101,7 +110,8 @@ function openSqliteStore(dataDir) {
     throw new StoreError(`cannot create data directory ${dataDir}: ${e.code}`);
   }
   const st = lstatSync(dataDir);
-  if (!st.isDirectory()) throw new StoreError(`data directory ${dataDir} is not a directory (or is a symlink)`);
+  if (!st.isDirectory())
+    throw new StoreError(`data directory ${dataDir} is not a directory (or is a symlink)`);
   const file2 = join(dataDir, "idbot.db");
   try {
     closeSync(openSync(file2, constants.O_CREAT | constants.O_RDWR | (constants.O_NOFOLLOW ?? 0), 384));
@@ -146,6 +156,7 @@ var MIGRATIONS, StoreError, SqliteStore;
 var init_sqlite = __esm({
   "src/server/store/sqlite.ts"() {
     "use strict";
+    init_store();
     MIGRATIONS = [
       `CREATE TABLE cas (name TEXT PRIMARY KEY, private_key_pem TEXT NOT NULL, public_material TEXT NOT NULL, created_at TEXT NOT NULL);
    CREATE TABLE replay (issuer TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (issuer, jti)) WITHOUT ROWID;
@@ -200,12 +211,25 @@ var init_sqlite = __esm({
       }
       async loadOrCreateCAs(create) {
         return this.db.transaction(() => {
-          const rows = this.db.prepare("SELECT * FROM cas").all();
-          if (rows.length > 0) return rows.map(rowToCA);
-          const cas = create();
-          const ins = this.db.prepare("INSERT INTO cas (name, private_key_pem, public_material, created_at) VALUES (?, ?, ?, ?)");
-          for (const ca of cas) ins.run(ca.name, ca.privateKeyPem, ca.publicMaterial, ca.createdAt);
+          const cas = this.db.prepare("SELECT * FROM cas").all().map(rowToCA);
+          const ins = this.db.prepare(
+            "INSERT INTO cas (name, private_key_pem, public_material, created_at) VALUES (?, ?, ?, ?)"
+          );
+          for (const name2 of REQUIRED_CAS) {
+            if (cas.some((c) => c.name === name2)) continue;
+            const ca = create(name2);
+            ins.run(ca.name, ca.privateKeyPem, ca.publicMaterial, ca.createdAt);
+            cas.push(ca);
+          }
           return cas;
+        }).immediate();
+      }
+      async rotateCA(name2, next) {
+        this.db.transaction(() => {
+          const prev = `${name2}_previous`;
+          this.db.prepare("DELETE FROM cas WHERE name = ?").run(prev);
+          this.db.prepare("UPDATE cas SET name = ? WHERE name = ?").run(prev, name2);
+          this.db.prepare("INSERT INTO cas (name, private_key_pem, public_material, created_at) VALUES (?, ?, ?, ?)").run(name2, next.privateKeyPem, next.publicMaterial, next.createdAt);
         }).immediate();
       }
       insertEvents(events) {
@@ -242,7 +266,8 @@ var init_sqlite = __esm({
           }).immediate();
           return { ok: true };
         } catch (e) {
-          if (e.code === "SQLITE_CONSTRAINT_PRIMARYKEY") return { ok: false, reason: "replayed" };
+          if (e.code === "SQLITE_CONSTRAINT_PRIMARYKEY")
+            return { ok: false, reason: "replayed" };
           throw e;
         }
       }
@@ -250,9 +275,7 @@ var init_sqlite = __esm({
         this.db.transaction(() => this.insertEvents(events))();
       }
       async listAudit(opts = {}) {
-        const rows = this.db.prepare(
-          "SELECT * FROM audit WHERE time >= ? AND (? IS NULL OR type = ?) ORDER BY seq DESC LIMIT ?"
-        ).all(opts.sinceIso ?? "", opts.type ?? null, opts.type ?? null, opts.limit ?? 1e3);
+        const rows = this.db.prepare("SELECT * FROM audit WHERE time >= ? AND (? IS NULL OR type = ?) ORDER BY seq DESC LIMIT ?").all(opts.sinceIso ?? "", opts.type ?? null, opts.type ?? null, opts.limit ?? 1e3);
         return rows.reverse().map((r) => ({
           type: r.type,
           time: r.time,
@@ -291,10 +314,1123 @@ var init_sqlite = __esm({
   }
 });
 
+// node_modules/jose/dist/webapi/lib/buffer_utils.js
+function concat(...buffers) {
+  const size = buffers.reduce((acc, { length }) => acc + length, 0), buf = new Uint8Array(size);
+  let i = 0;
+  for (const buffer of buffers)
+    buf.set(buffer, i), i += buffer.length;
+  return buf;
+}
+function encode(string4) {
+  if (typeof string4 == "string" && string4.length >= 128) {
+    if (NON_ASCII.test(string4))
+      throw new TypeError("non-ASCII string encountered in encode()");
+    return encoder.encode(string4);
+  }
+  const bytes = new Uint8Array(string4.length);
+  for (let i = 0; i < string4.length; i++) {
+    const code = string4.charCodeAt(i);
+    if (code > 127)
+      throw new TypeError("non-ASCII string encountered in encode()");
+    bytes[i] = code;
+  }
+  return bytes;
+}
+function encodeBase64(input2, url2 = false) {
+  if (Uint8Array.prototype.toBase64)
+    return input2.toBase64({ alphabet: url2 ? "base64url" : "base64", omitPadding: url2 });
+  const CHUNK_SIZE = 32768, arr = [];
+  for (let i = 0; i < input2.length; i += CHUNK_SIZE)
+    arr.push(String.fromCharCode.apply(null, input2.subarray(i, i + CHUNK_SIZE)));
+  const encoded = btoa(arr.join(""));
+  return url2 ? encoded.replace(/=/g, "").replace(/\+/g, "-").replace(/\//g, "_") : encoded;
+}
+function decodeBase64(encoded, url2 = false) {
+  if (Uint8Array.fromBase64)
+    return Uint8Array.fromBase64(encoded, { alphabet: url2 ? "base64url" : "base64" });
+  if (url2) {
+    if (encoded.includes("+") || encoded.includes("/"))
+      throw new TypeError("Invalid base64url");
+    encoded = encoded.replace(/-/g, "+").replace(/_/g, "/");
+  }
+  const binary = atob(encoded), bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++)
+    bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+var encoder, decoder, strictDecoder, UINT32_RANGE, NON_ASCII;
+var init_buffer_utils = __esm({
+  "node_modules/jose/dist/webapi/lib/buffer_utils.js"() {
+    encoder = new TextEncoder();
+    decoder = new TextDecoder();
+    strictDecoder = new TextDecoder("utf-8", { fatal: true });
+    UINT32_RANGE = 2 ** 32;
+    NON_ASCII = /[^\x00-\x7f]/;
+  }
+});
+
+// node_modules/jose/dist/webapi/util/errors.js
+var errors_exports = {};
+__export(errors_exports, {
+  JOSEAlgNotAllowed: () => JOSEAlgNotAllowed,
+  JOSEError: () => JOSEError,
+  JOSENotSupported: () => JOSENotSupported,
+  JWEDecryptionFailed: () => JWEDecryptionFailed,
+  JWEInvalid: () => JWEInvalid,
+  JWKInvalid: () => JWKInvalid,
+  JWKSInvalid: () => JWKSInvalid,
+  JWKSMultipleMatchingKeys: () => JWKSMultipleMatchingKeys,
+  JWKSNoMatchingKey: () => JWKSNoMatchingKey,
+  JWKSTimeout: () => JWKSTimeout,
+  JWSInvalid: () => JWSInvalid,
+  JWSSignatureVerificationFailed: () => JWSSignatureVerificationFailed,
+  JWTClaimValidationFailed: () => JWTClaimValidationFailed,
+  JWTExpired: () => JWTExpired,
+  JWTInvalid: () => JWTInvalid
+});
+var JOSEError, JWTClaimValidationFailed, JWTExpired, JOSEAlgNotAllowed, JOSENotSupported, JWEDecryptionFailed, JWEInvalid, JWSInvalid, JWTInvalid, JWKInvalid, JWKSInvalid, JWKSNoMatchingKey, JWKSMultipleMatchingKeys, JWKSTimeout, JWSSignatureVerificationFailed;
+var init_errors = __esm({
+  "node_modules/jose/dist/webapi/util/errors.js"() {
+    JOSEError = class extends Error {
+      static code = "ERR_JOSE_GENERIC";
+      code = "ERR_JOSE_GENERIC";
+      constructor(message2, options) {
+        super(message2, options), this.name = this.constructor.name, Error.captureStackTrace?.(this, this.constructor);
+      }
+    };
+    JWTClaimValidationFailed = class extends JOSEError {
+      static code = "ERR_JWT_CLAIM_VALIDATION_FAILED";
+      code = "ERR_JWT_CLAIM_VALIDATION_FAILED";
+      claim;
+      reason;
+      payload;
+      constructor(message2, payload, claim2 = "unspecified", reason = "unspecified") {
+        super(message2, { cause: { claim: claim2, reason, payload } }), this.claim = claim2, this.reason = reason, this.payload = payload;
+      }
+    };
+    JWTExpired = class extends JOSEError {
+      static code = "ERR_JWT_EXPIRED";
+      code = "ERR_JWT_EXPIRED";
+      claim;
+      reason;
+      payload;
+      constructor(message2, payload, claim2 = "unspecified", reason = "unspecified") {
+        super(message2, { cause: { claim: claim2, reason, payload } }), this.claim = claim2, this.reason = reason, this.payload = payload;
+      }
+    };
+    JOSEAlgNotAllowed = class extends JOSEError {
+      static code = "ERR_JOSE_ALG_NOT_ALLOWED";
+      code = "ERR_JOSE_ALG_NOT_ALLOWED";
+    };
+    JOSENotSupported = class extends JOSEError {
+      static code = "ERR_JOSE_NOT_SUPPORTED";
+      code = "ERR_JOSE_NOT_SUPPORTED";
+    };
+    JWEDecryptionFailed = class extends JOSEError {
+      static code = "ERR_JWE_DECRYPTION_FAILED";
+      code = "ERR_JWE_DECRYPTION_FAILED";
+      constructor(message2 = "decryption operation failed", options) {
+        super(message2, options);
+      }
+    };
+    JWEInvalid = class extends JOSEError {
+      static code = "ERR_JWE_INVALID";
+      code = "ERR_JWE_INVALID";
+    };
+    JWSInvalid = class extends JOSEError {
+      static code = "ERR_JWS_INVALID";
+      code = "ERR_JWS_INVALID";
+    };
+    JWTInvalid = class extends JOSEError {
+      static code = "ERR_JWT_INVALID";
+      code = "ERR_JWT_INVALID";
+    };
+    JWKInvalid = class extends JOSEError {
+      static code = "ERR_JWK_INVALID";
+      code = "ERR_JWK_INVALID";
+    };
+    JWKSInvalid = class extends JOSEError {
+      static code = "ERR_JWKS_INVALID";
+      code = "ERR_JWKS_INVALID";
+    };
+    JWKSNoMatchingKey = class extends JOSEError {
+      static code = "ERR_JWKS_NO_MATCHING_KEY";
+      code = "ERR_JWKS_NO_MATCHING_KEY";
+      constructor(message2 = "no applicable key found in the JSON Web Key Set", options) {
+        super(message2, options);
+      }
+    };
+    JWKSMultipleMatchingKeys = class extends JOSEError {
+      [Symbol.asyncIterator] = async function* () {
+      };
+      static code = "ERR_JWKS_MULTIPLE_MATCHING_KEYS";
+      code = "ERR_JWKS_MULTIPLE_MATCHING_KEYS";
+      constructor(message2 = "multiple matching keys found in the JSON Web Key Set", options) {
+        super(message2, options);
+      }
+    };
+    JWKSTimeout = class extends JOSEError {
+      static code = "ERR_JWKS_TIMEOUT";
+      code = "ERR_JWKS_TIMEOUT";
+      constructor(message2 = "request timed out", options) {
+        super(message2, options);
+      }
+    };
+    JWSSignatureVerificationFailed = class extends JOSEError {
+      static code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
+      code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
+      constructor(message2 = "signature verification failed", options) {
+        super(message2, options);
+      }
+    };
+  }
+});
+
+// node_modules/jose/dist/webapi/util/base64url.js
+function decode(input2) {
+  try {
+    return decodeBase64(typeof input2 == "string" ? input2 : decoder.decode(input2), true);
+  } catch (cause) {
+    throw new TypeError(invalid, { cause });
+  }
+}
+function encode2(input2) {
+  return encodeBase64(typeof input2 == "string" ? encoder.encode(input2) : input2, true);
+}
+var invalid;
+var init_base64url = __esm({
+  "node_modules/jose/dist/webapi/util/base64url.js"() {
+    init_buffer_utils();
+    invalid = "The input to be decoded is not correctly encoded.";
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/validate.js
+function isObject(input2) {
+  if (typeof input2 != "object" || input2 === null || Object.prototype.toString.call(input2) !== "[object Object]")
+    return false;
+  const prototype = Object.getPrototypeOf(input2);
+  return prototype === null || Object.getPrototypeOf(prototype) === null;
+}
+function isJwkSet(input2) {
+  return isObject(input2) && Array.isArray(input2.keys) && Array.from(input2.keys).every(isObject);
+}
+function isDisjoint(...headers) {
+  const parameters = /* @__PURE__ */ new Set();
+  for (const header2 of headers)
+    if (header2)
+      for (const parameter of Object.keys(header2)) {
+        if (parameters.has(parameter))
+          return false;
+        parameters.add(parameter);
+      }
+  return true;
+}
+function assertNotSet(value, name2) {
+  if (value !== void 0)
+    throw new TypeError(`${name2} can only be called once`);
+}
+function decodeBase64url(value, label, ErrorClass) {
+  try {
+    return decode(value);
+  } catch (cause) {
+    throw new ErrorClass(`Failed to base64url decode the ${label}`, { cause });
+  }
+}
+function encodeAsciiMember(value, label, ErrorClass) {
+  try {
+    return encode(value);
+  } catch (cause) {
+    throw new ErrorClass(`The ${label} is not a valid base64url string`, { cause });
+  }
+}
+function parseJoseHeader(encodedProtectedHeader, ErrorClass, message2) {
+  let parsed;
+  try {
+    parsed = JSON.parse(strictDecoder.decode(decode(encodedProtectedHeader)));
+  } catch (cause) {
+    throw new ErrorClass(message2, { cause });
+  }
+  if (!isObject(parsed))
+    throw new ErrorClass(message2);
+  return parsed;
+}
+function validateAlgorithms(option, algorithms) {
+  if (algorithms !== void 0 && (!Array.isArray(algorithms) || algorithms.some((s) => typeof s != "string")))
+    throw new TypeError(`"${option}" option must be an array of strings`);
+  return algorithms === void 0 ? void 0 : new Set(algorithms);
+}
+function validateCritDuplicates(Err, protectedHeader) {
+  const { crit } = protectedHeader ?? {};
+  if (Array.isArray(crit) && new Set(crit).size !== crit.length)
+    throw new Err('"crit" (Critical) Header Parameter MUST NOT contain duplicate values');
+}
+function validateCrit(Err, recognizedDefault, recognizedOption, protectedHeader, joseHeader) {
+  if (joseHeader.crit !== void 0 && protectedHeader?.crit === void 0)
+    throw new Err('"crit" (Critical) Header Parameter MUST be integrity protected');
+  if (!protectedHeader || protectedHeader.crit === void 0)
+    return [];
+  if (!Array.isArray(protectedHeader.crit) || protectedHeader.crit.length === 0 || protectedHeader.crit.some((input2) => typeof input2 != "string" || input2.length === 0))
+    throw new Err('"crit" (Critical) Header Parameter MUST be an array of non-empty strings when present');
+  const recognized = recognizedOption === void 0 ? recognizedDefault : { __proto__: null, ...recognizedOption, ...recognizedDefault };
+  for (const parameter of protectedHeader.crit) {
+    if (!(parameter in recognized))
+      throw new JOSENotSupported(`Extension Header Parameter "${parameter}" is not recognized`);
+    if (!Object.hasOwn(joseHeader, parameter) || joseHeader[parameter] === void 0)
+      throw new Err(`Extension Header Parameter "${parameter}" is missing`);
+    if (recognized[parameter] && (!Object.hasOwn(protectedHeader, parameter) || protectedHeader[parameter] === void 0))
+      throw new Err(`Extension Header Parameter "${parameter}" MUST be integrity protected`);
+  }
+  return protectedHeader.crit;
+}
+function validateB64(protectedHeader, extensions) {
+  if (extensions.includes("b64")) {
+    const b64 = protectedHeader.b64;
+    if (typeof b64 != "boolean")
+      throw new JWSInvalid('The "b64" (base64url-encode payload) Header Parameter must be a boolean');
+    return b64;
+  }
+  return true;
+}
+function serializeJoseHeader(Err, header2) {
+  let serialized, parsed;
+  try {
+    serialized = JSON.stringify(header2), parsed = JSON.parse(serialized);
+  } catch (cause) {
+    throw new Err("JOSE Header is not valid JSON", { cause });
+  }
+  if (!isObject(parsed))
+    throw new Err("JOSE Header is not a JSON object");
+  return [parsed, serialized];
+}
+var JWS_RECOGNIZED;
+var init_validate = __esm({
+  "node_modules/jose/dist/webapi/lib/validate.js"() {
+    init_errors();
+    init_base64url();
+    init_buffer_utils();
+    JWS_RECOGNIZED = { __proto__: null, b64: true };
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/key.js
+async function prepareKey(entry, key, usage) {
+  const { alg, secret } = entry, requiresPrivateKey = usage === "decrypt" || usage === "sign";
+  if (secret && key instanceof Uint8Array)
+    return key;
+  let normalized, keyObject;
+  if (isObject(key)) {
+    if (normalized = normalizeJwk(key), typeof normalized.kty != "string")
+      throw invalidKeyType(alg, key, secret);
+    if (!(secret ? normalized.kty === "oct" && typeof normalized.k == "string" : normalized.kty !== "oct" && (requiresPrivateKey ? normalized.kty === "AKP" && typeof normalized.priv == "string" || typeof normalized.d == "string" : normalized.d === void 0 && normalized.priv === void 0)))
+      throw new TypeError(secret ? 'JSON Web Key for symmetric algorithms must have JWK "kty" (Key Type) equal to "oct" and the JWK "k" (Key Value) present' : `JSON Web Key for this operation must be a ${requiresPrivateKey ? "private" : "public"} JWK`);
+    if (jwkMatchesOp(entry, normalized, usage), normalized.kty === "oct")
+      return decode(normalized.k);
+    if (!Object.isFrozen(key)) {
+      const { key_ops } = key;
+      Array.isArray(key_ops) && Object.freeze(key_ops), Object.freeze(key);
+    }
+  } else {
+    if (!isKeyLike(key))
+      throw invalidKeyType(alg, key, secret);
+    const expectedType = secret ? "secret" : requiresPrivateKey ? "private" : "public";
+    if (key.type !== expectedType && (secret || ["secret", "public", "private"].includes(key.type)))
+      throw new TypeError(`${tag(key)} instances must be of type "${expectedType}" for the ${alg} algorithm`);
+    if (isCryptoKey(key))
+      return key;
+    if (keyObject = key, keyObject.type === "secret")
+      return keyObject.export();
+  }
+  cache ||= /* @__PURE__ */ new WeakMap();
+  const cacheKey = key;
+  let cached2 = cache.get(cacheKey);
+  if (cached2?.[alg])
+    return cached2[alg];
+  if (cached2 || cache.set(cacheKey, cached2 = {}), keyObject && typeof keyObject.toCryptoKey == "function") {
+    const isPublic = keyObject.type === "public", crv = nist[keyObject.asymmetricKeyDetails?.namedCurve], params = entry.resolve?.({ crv, asymmetricKeyType: keyObject.asymmetricKeyType }) ?? entry.subtle;
+    return cached2[alg] = keyObject.toCryptoKey(params, isPublic, entry.usages[isPublic ? 0 : 1]);
+  }
+  return normalized ??= keyObject.export({ format: "jwk" }), normalized.alg = alg, cached2[alg] = await jwkToKey(entry, normalized);
+}
+function message(msg, actual, ...types) {
+  if (types.length > 2) {
+    const last = types.pop();
+    msg += `one of type ${types.join(", ")}, or ${last}.`;
+  } else types.length === 2 ? msg += `one of type ${types[0]} or ${types[1]}.` : msg += `of type ${types[0]}.`;
+  return actual == null ? msg += ` Received ${actual}` : typeof actual == "function" && actual.name ? msg += ` Received function ${actual.name}` : typeof actual == "object" && actual != null && actual.constructor?.name && (msg += ` Received an instance of ${actual.constructor.name}`), msg;
+}
+function invalidKeyType(alg, actual, secret) {
+  const types = ["CryptoKey", "KeyObject", "JSON Web Key"];
+  return secret && types.push("Uint8Array"), new TypeError(message(`Key for the ${alg} algorithm must be `, actual, ...types));
+}
+function checkUsage(key, usage) {
+  if (usage && !key.usages.includes(usage))
+    throw new TypeError(`CryptoKey does not support this operation, its usages must include ${usage}.`);
+}
+function checkModulusLength(alg, key) {
+  const { modulusLength } = key.algorithm;
+  if (typeof modulusLength != "number" || modulusLength < 2048)
+    throw new TypeError(`${alg} requires key modulusLength to be 2048 bits or larger`);
+}
+function checkCryptoKey(key, expected, usage) {
+  const algorithm = key.algorithm;
+  if (algorithm.name !== expected.name)
+    throw unusable(expected.name);
+  if (expected.hash && algorithm.hash?.name !== expected.hash)
+    throw unusable(expected.hash, "algorithm.hash");
+  if (expected.namedCurve && algorithm.namedCurve !== expected.namedCurve)
+    throw unusable(expected.namedCurve, "algorithm.namedCurve");
+  if (expected.length !== void 0 && algorithm.length !== expected.length)
+    throw unusable(expected.length, "algorithm.length");
+  checkUsage(key, usage);
+}
+function snapshotJwk(jwk) {
+  return { __proto__: null, ...jwk };
+}
+function normalizeJwk(jwk) {
+  const normalized = snapshotJwk(jwk);
+  if (normalized.ext !== void 0 && typeof normalized.ext != "boolean")
+    throw new TypeError('"ext" (Extractable) Parameter must be a boolean');
+  if (normalized.key_ops !== void 0) {
+    const value = normalized.key_ops, keyOps = Array.isArray(value) ? [...value] : void 0;
+    if (!keyOps || keyOps.some((operation) => typeof operation != "string") || new Set(keyOps).size !== keyOps.length)
+      throw new TypeError('"key_ops" (Key Operations) Parameter must be an array of unique strings');
+    normalized.key_ops = keyOps;
+  }
+  return normalized;
+}
+async function jwkToKey(entry, jwk, extractable) {
+  if (!entry.kty.includes(jwk.kty))
+    throw new JOSENotSupported('Invalid or unsupported JWK "alg" (Algorithm) Parameter value');
+  const algorithm = entry.resolve?.({ kty: jwk.kty, crv: jwk.crv }) ?? entry.subtle, isPrivate = !!(jwk.d || jwk.priv), keyData = { ...jwk, ext: extractable ?? jwk.ext };
+  return keyData.kty !== "AKP" && delete keyData.alg, delete keyData.use, crypto.subtle.importKey("jwk", keyData, algorithm, keyData.ext ?? !isPrivate, jwk.key_ops ?? entry.usages[isPrivate ? 1 : 0]);
+}
+async function rawKey(key, expected, usage, extractable = false) {
+  return key instanceof Uint8Array && (key = await crypto.subtle.importKey("raw", key, expected, extractable, [usage])), checkCryptoKey(key, expected, usage), key;
+}
+var tag, jwkMatchesOp, cache, nist, isCryptoKey, isKeyObject, isKeyLike, unusable;
+var init_key = __esm({
+  "node_modules/jose/dist/webapi/lib/key.js"() {
+    init_validate();
+    init_base64url();
+    init_errors();
+    tag = (key) => key[Symbol.toStringTag];
+    jwkMatchesOp = (entry, key, usage) => {
+      const { alg } = entry;
+      if (key.use !== void 0) {
+        const expected = usage === "sign" || usage === "verify" ? "sig" : "enc";
+        if (key.use !== expected)
+          throw new TypeError(`Invalid key for this operation, its "use" must be "${expected}" when present`);
+      }
+      if (key.kty === "AKP" && key.alg === void 0)
+        throw new TypeError('missing "alg" (Algorithm) Parameter value');
+      if (key.alg !== void 0 && key.alg !== alg)
+        throw new TypeError(`Invalid key for this operation, its "alg" must be "${alg}" when present`);
+      if (Array.isArray(key.key_ops)) {
+        const expectedKeyOp = usage === "encrypt" || usage === "decrypt" ? entry.ops?.[usage === "encrypt" ? 0 : 1] : usage;
+        if (expectedKeyOp && !key.key_ops.includes(expectedKeyOp))
+          throw new TypeError(`Invalid key for this operation, its "key_ops" must include "${expectedKeyOp}" when present`);
+      }
+    };
+    nist = {
+      __proto__: null,
+      prime256v1: "P-256",
+      secp384r1: "P-384",
+      secp521r1: "P-521"
+    };
+    isCryptoKey = (key) => {
+      if (key?.[Symbol.toStringTag] === "CryptoKey")
+        return true;
+      try {
+        return key instanceof CryptoKey;
+      } catch {
+        return false;
+      }
+    };
+    isKeyObject = (key) => key?.[Symbol.toStringTag] === "KeyObject";
+    isKeyLike = (key) => isCryptoKey(key) || isKeyObject(key);
+    unusable = (name2, prop = "algorithm.name") => new TypeError(`CryptoKey does not support this operation, its ${prop} must be ${name2}`);
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/key_descriptor.js
+function table(entries) {
+  const out = { __proto__: null };
+  for (const alg in entries)
+    out[alg] = { ...entries[alg], alg };
+  return out;
+}
+var init_key_descriptor = __esm({
+  "node_modules/jose/dist/webapi/lib/key_descriptor.js"() {
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/jws_algorithms.js
+function hmac(bits) {
+  const subtle = { name: "HMAC", hash: `SHA-${bits}` };
+  return { kty: ["oct"], secret: true, subtle, signing: subtle, usages: sig };
+}
+function rsa(bits, saltLength) {
+  const subtle = { name: saltLength ? "RSA-PSS" : "RSASSA-PKCS1-v1_5", hash: `SHA-${bits}` };
+  return {
+    kty: ["RSA"],
+    subtle,
+    signing: saltLength ? { ...subtle, saltLength } : subtle,
+    usages: sig,
+    minRsaBits: 2048
+  };
+}
+function ecdsa(crv, bits) {
+  return {
+    kty: ["EC"],
+    crv,
+    subtle: { name: "ECDSA", namedCurve: crv },
+    signing: { name: "ECDSA", hash: `SHA-${bits}` },
+    usages: sig
+  };
+}
+function eddsa() {
+  const subtle = { name: "Ed25519" };
+  return {
+    kty: ["OKP"],
+    crv: "Ed25519",
+    subtle,
+    signing: subtle,
+    usages: sig
+  };
+}
+function mldsa(parameterSet) {
+  const subtle = { name: `ML-DSA-${parameterSet}` };
+  return {
+    kty: ["AKP"],
+    subtle,
+    signing: subtle,
+    usages: sig
+  };
+}
+function jwsAlgorithm(alg) {
+  const entry = typeof alg == "string" ? JWS[alg] : void 0;
+  if (!entry)
+    throw new JOSENotSupported(`alg ${alg} is not supported either by JOSE or your javascript runtime`);
+  return entry;
+}
+var sig, JWS;
+var init_jws_algorithms = __esm({
+  "node_modules/jose/dist/webapi/lib/jws_algorithms.js"() {
+    init_errors();
+    init_key_descriptor();
+    sig = [["verify"], ["sign"]];
+    JWS = table({
+      HS256: hmac(256),
+      HS384: hmac(384),
+      HS512: hmac(512),
+      RS256: rsa(256),
+      RS384: rsa(384),
+      RS512: rsa(512),
+      PS256: rsa(256, 32),
+      PS384: rsa(384, 48),
+      PS512: rsa(512, 64),
+      ES256: ecdsa("P-256", 256),
+      ES384: ecdsa("P-384", 384),
+      ES512: ecdsa("P-521", 512),
+      EdDSA: eddsa(),
+      Ed25519: eddsa(),
+      "ML-DSA-44": mldsa(44),
+      "ML-DSA-65": mldsa(65),
+      "ML-DSA-87": mldsa(87)
+    });
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/jws_verify.js
+function prepareVerify(options) {
+  return [options && validateAlgorithms("algorithms", options.algorithms), options?.crit];
+}
+function parseProtectedHeader(encodedProtectedHeader) {
+  return encodedProtectedHeader === void 0 ? {} : parseJoseHeader(encodedProtectedHeader, JWSInvalid, "JWS Protected Header is invalid");
+}
+function encodeCompactUnencodedPayload(payload) {
+  try {
+    return encode(payload);
+  } catch (cause) {
+    throw new JWSInvalid("JWS Compact Serialization payload must use only ASCII characters", {
+      cause
+    });
+  }
+}
+async function verifySignature(jws, shared, key, encodeUnencodedPayload, parsedProtected) {
+  const { protected: encodedProtectedHeader, header: header2, payload: inputPayload } = jws, protectedHeader = parsedProtected ?? parseProtectedHeader(encodedProtectedHeader);
+  if (!isDisjoint(protectedHeader, header2))
+    throw new JWSInvalid("JWS Protected and JWS Unprotected Header Parameter names must be disjoint");
+  const joseHeader = { ...protectedHeader, ...header2 }, b64 = validateB64(protectedHeader, validateCrit(JWSInvalid, JWS_RECOGNIZED, shared[1], protectedHeader, joseHeader)), { alg } = joseHeader;
+  if (typeof alg != "string" || !alg)
+    throw new JWSInvalid('JWS "alg" (Algorithm) Header Parameter missing or invalid');
+  if (shared[0] && !shared[0].has(alg))
+    throw new JOSEAlgNotAllowed('"alg" (Algorithm) Header Parameter value not allowed');
+  if (b64) {
+    if (typeof inputPayload != "string")
+      throw new JWSInvalid("JWS Payload must be a string");
+  } else if (typeof inputPayload != "string" && !(inputPayload instanceof Uint8Array))
+    throw new JWSInvalid("JWS Payload must be a string or an Uint8Array instance");
+  const signingPayload = b64 || typeof inputPayload != "string" ? inputPayload : encodeUnencodedPayload(inputPayload);
+  let resolvedKey = false;
+  typeof key == "function" && (key = await key(protectedHeader, jws), resolvedKey = true);
+  const entry = jwsAlgorithm(alg), signingInput = concat(encodedProtectedHeader !== void 0 ? encode(encodedProtectedHeader) : new Uint8Array(), encode("."), typeof signingPayload == "string" ? shared[2] ??= encodeAsciiMember(signingPayload, "payload", JWSInvalid) : signingPayload), signature = decodeBase64url(jws.signature, "signature", JWSInvalid), verificationKey = await prepareKey(entry, key, "verify"), cryptoKey = await rawKey(verificationKey, entry.subtle, "verify");
+  entry.minRsaBits && checkModulusLength(entry.alg, cryptoKey);
+  let verified = false;
+  try {
+    verified = await crypto.subtle.verify(entry.signing, cryptoKey, signature, signingInput);
+  } catch (cause) {
+    throw new JWSSignatureVerificationFailed(void 0, { cause });
+  }
+  if (!verified)
+    throw new JWSSignatureVerificationFailed();
+  const result = { payload: typeof signingPayload == "string" ? decodeBase64url(signingPayload, "payload", JWSInvalid) : signingPayload };
+  return encodedProtectedHeader !== void 0 && (result.protectedHeader = protectedHeader), header2 !== void 0 && (result.unprotectedHeader = header2), resolvedKey ? [{ ...result, key: verificationKey }, b64] : [result, b64];
+}
+async function verifyCompact(jws, shared, key) {
+  if (jws instanceof Uint8Array && (jws = decoder.decode(jws)), typeof jws != "string")
+    throw new JWSInvalid("Compact JWS must be a string or Uint8Array");
+  const { 0: protectedHeader, 1: payload, 2: signature, length } = jws.split(".");
+  if (length !== 3)
+    throw new JWSInvalid("Invalid Compact JWS");
+  return verifySignature({ payload, protected: protectedHeader, signature }, shared, key, encodeCompactUnencodedPayload);
+}
+var init_jws_verify = __esm({
+  "node_modules/jose/dist/webapi/lib/jws_verify.js"() {
+    init_jws_algorithms();
+    init_errors();
+    init_buffer_utils();
+    init_validate();
+    init_key();
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+function invalidDuration() {
+  throw new TypeError("Invalid time period format");
+}
+function secs(str) {
+  typeof str != "string" && invalidDuration();
+  const matched = REGEX.exec(str);
+  (!matched || matched[4] && matched[1]) && invalidDuration();
+  const value = parseFloat(matched[2]), durationSeconds = Math.round(value * multipliers[matched[3][0].toLowerCase()]);
+  return Number.isFinite(durationSeconds) || invalidDuration(), matched[1] === "-" || matched[4]?.toLowerCase() === "ago" ? -durationSeconds : durationSeconds;
+}
+function validateInput(label, input2) {
+  if (!Number.isFinite(input2))
+    throw new TypeError(`Invalid ${label} input`);
+  return input2;
+}
+function validateStringClaim(claim2, value) {
+  if (typeof value != "string")
+    throw new TypeError(`"${claim2}" claim must be a string`);
+}
+function validateAudienceClaim(value) {
+  if (typeof value != "string" && (!Array.isArray(value) || Array.from(value).some((member) => typeof member != "string")))
+    throw new TypeError('"aud" claim must be a string or an array of strings');
+}
+function numericDate(value, label) {
+  return typeof value == "number" ? validateInput(label, value) : value instanceof Date ? validateInput(label, epoch(value)) : epoch(/* @__PURE__ */ new Date()) + secs(value);
+}
+function validateNumericDate(claimsSet, claim2, required3 = false) {
+  const value = claimsSet[claim2];
+  if (!(value === void 0 && !required3)) {
+    if (typeof value != "number")
+      throw new JWTClaimValidationFailed(`"${claim2}" claim must be a number`, claimsSet, claim2, "invalid");
+    return value;
+  }
+}
+function unexpectedClaim(claimsSet, claim2) {
+  throw new JWTClaimValidationFailed(`unexpected "${claim2}" claim value`, claimsSet, claim2, checkFailed);
+}
+function validateClaimsSet(protectedHeader, claimsSetBytes, options = {}) {
+  let claimsSet;
+  try {
+    claimsSet = JSON.parse(strictDecoder.decode(claimsSetBytes));
+  } catch (cause) {
+    throw new JWTInvalid("JWT Claims Set must be a top-level JSON object", { cause });
+  }
+  if (!isObject(claimsSet))
+    throw new JWTInvalid("JWT Claims Set must be a top-level JSON object");
+  const { typ } = options;
+  if (typ !== void 0 && (typeof protectedHeader.typ != "string" || normalizeTyp(protectedHeader.typ) !== normalizeTyp(typ)))
+    throw new JWTClaimValidationFailed('unexpected "typ" JWT header value', claimsSet, "typ", checkFailed);
+  const { requiredClaims = [], issuer, subject, audience, maxTokenAge } = options, presenceCheck = [...requiredClaims];
+  maxTokenAge !== void 0 && presenceCheck.push("iat"), audience !== void 0 && presenceCheck.push("aud"), subject !== void 0 && presenceCheck.push("sub"), issuer !== void 0 && presenceCheck.push("iss");
+  for (const claim2 of new Set(presenceCheck.reverse()))
+    if (!Object.hasOwn(claimsSet, claim2))
+      throw new JWTClaimValidationFailed(`missing required "${claim2}" claim`, claimsSet, claim2, "missing");
+  issuer !== void 0 && !(Array.isArray(issuer) ? issuer : [issuer]).includes(claimsSet.iss) && unexpectedClaim(claimsSet, "iss"), subject !== void 0 && claimsSet.sub !== subject && unexpectedClaim(claimsSet, "sub"), audience !== void 0 && !checkAudiencePresence(claimsSet.aud, typeof audience == "string" ? [audience] : audience) && unexpectedClaim(claimsSet, "aud");
+  const { clockTolerance } = options;
+  let tolerance = 0;
+  if (typeof clockTolerance == "string")
+    tolerance = secs(clockTolerance);
+  else if (clockTolerance !== void 0) {
+    if (typeof clockTolerance != "number")
+      throw new TypeError("Invalid clockTolerance option type");
+    tolerance = clockTolerance;
+  }
+  if (validateInput("clockTolerance option", tolerance), tolerance < 0)
+    throw new TypeError("Invalid clockTolerance option input");
+  const { currentDate } = options, now = validateInput("currentDate option", epoch(currentDate === void 0 ? /* @__PURE__ */ new Date() : currentDate)), iat = validateNumericDate(claimsSet, "iat", maxTokenAge !== void 0), nbf = validateNumericDate(claimsSet, "nbf");
+  if (nbf !== void 0 && nbf > now + tolerance)
+    throw new JWTClaimValidationFailed('"nbf" claim timestamp check failed', claimsSet, "nbf", checkFailed);
+  const exp = validateNumericDate(claimsSet, "exp");
+  if (exp !== void 0 && exp <= now - tolerance)
+    throw new JWTExpired('"exp" claim timestamp check failed', claimsSet, "exp", checkFailed);
+  if (maxTokenAge !== void 0) {
+    const age = now - iat, max = validateInput("maxTokenAge option", typeof maxTokenAge == "number" ? maxTokenAge : secs(maxTokenAge));
+    if (max < 0)
+      throw new TypeError("Invalid maxTokenAge option input");
+    if (age - tolerance > max)
+      throw new JWTExpired('"iat" claim timestamp check failed (too far in the past)', claimsSet, "iat", checkFailed);
+    if (age < -tolerance)
+      throw new JWTClaimValidationFailed('"iat" claim timestamp check failed (it should be in the past)', claimsSet, "iat", checkFailed);
+  }
+  return claimsSet;
+}
+function producerClaimsSet(producer) {
+  return producerClaimsSets.get(producer);
+}
+function jwtClaimsSetBytes(producer) {
+  const claimsSet = producerClaimsSet(producer);
+  for (const claim2 of ["iat", "nbf", "exp"]) {
+    const value = claimsSet[claim2];
+    if (typeof value == "number" && !Number.isFinite(value))
+      throw new TypeError(`"${claim2}" claim must be a finite number`);
+  }
+  return encoder.encode(JSON.stringify(claimsSet));
+}
+var epoch, multipliers, REGEX, checkFailed, normalizeTyp, checkAudiencePresence, producerClaimsSets, JWTClaimsBuilder;
+var init_jwt_claims_set = __esm({
+  "node_modules/jose/dist/webapi/lib/jwt_claims_set.js"() {
+    init_errors();
+    init_buffer_utils();
+    init_validate();
+    epoch = (date5) => Math.floor(date5.getTime() / 1e3);
+    multipliers = {
+      s: 1,
+      m: 60,
+      h: 3600,
+      d: 86400,
+      w: 604800,
+      y: 31557600
+    };
+    REGEX = /^(\+|\-)? ?(\d+|\d+\.\d+) ?(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w|years?|yrs?|y)(?: (ago|from now))?$/i;
+    checkFailed = "check_failed";
+    normalizeTyp = (value) => {
+      const normalized = value.toLowerCase();
+      return value.includes("/") ? normalized : `application/${normalized}`;
+    };
+    checkAudiencePresence = (audPayload, audOption) => typeof audPayload == "string" ? audOption.includes(audPayload) : Array.isArray(audPayload) ? audOption.some((aud) => audPayload.includes(aud)) : false;
+    JWTClaimsBuilder = class {
+      constructor(claimsSet = {}) {
+        if (!isObject(claimsSet))
+          throw new TypeError("JWT Claims Set MUST be an object");
+        (producerClaimsSets ||= /* @__PURE__ */ new WeakMap()).set(this, structuredClone(claimsSet));
+      }
+      setIssuer(value) {
+        return validateStringClaim("iss", value), producerClaimsSet(this).iss = value, this;
+      }
+      setSubject(value) {
+        return validateStringClaim("sub", value), producerClaimsSet(this).sub = value, this;
+      }
+      setAudience(value) {
+        return validateAudienceClaim(value), producerClaimsSet(this).aud = value, this;
+      }
+      setJti(value) {
+        return validateStringClaim("jti", value), producerClaimsSet(this).jti = value, this;
+      }
+      setNotBefore(value) {
+        return producerClaimsSet(this).nbf = numericDate(value, "setNotBefore"), this;
+      }
+      setExpirationTime(value) {
+        return producerClaimsSet(this).exp = numericDate(value, "setExpirationTime"), this;
+      }
+      setIssuedAt(value) {
+        const claimsSet = producerClaimsSet(this);
+        return value === void 0 ? claimsSet.iat = epoch(/* @__PURE__ */ new Date()) : typeof value == "string" ? claimsSet.iat = validateInput("setIssuedAt", epoch(/* @__PURE__ */ new Date()) + secs(value)) : claimsSet.iat = numericDate(value, "setIssuedAt"), this;
+      }
+    };
+  }
+});
+
+// node_modules/jose/dist/webapi/jwt/verify.js
+async function jwtVerify(jwt2, key, options) {
+  const [verified, b64] = await verifyCompact(jwt2, prepareVerify(options), key);
+  if (!b64)
+    throw new JWTInvalid("JWTs MUST NOT use unencoded payload");
+  const payload = validateClaimsSet(verified.protectedHeader, verified.payload, options);
+  return { ...verified, payload };
+}
+var init_verify = __esm({
+  "node_modules/jose/dist/webapi/jwt/verify.js"() {
+    init_jws_verify();
+    init_jwt_claims_set();
+    init_errors();
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/jws_sign.js
+async function createSignature(input2, key, rejectUnencoded) {
+  let [payload, protectedHeader, unprotectedHeader, crit] = input2, encodedProtectedHeader = "";
+  if (protectedHeader !== void 0) {
+    const normalized = serializeJoseHeader(JWSInvalid, protectedHeader);
+    protectedHeader = normalized[0], encodedProtectedHeader = encode2(normalized[1]);
+  }
+  if (unprotectedHeader !== void 0 && (unprotectedHeader = serializeJoseHeader(JWSInvalid, unprotectedHeader)[0]), !protectedHeader && !unprotectedHeader)
+    throw new JWSInvalid("either setProtectedHeader or setUnprotectedHeader must be called before #sign()");
+  if (!isDisjoint(protectedHeader, unprotectedHeader))
+    throw new JWSInvalid("JWS Protected and JWS Unprotected Header Parameter names must be disjoint");
+  const joseHeader = { ...protectedHeader, ...unprotectedHeader };
+  validateCritDuplicates(JWSInvalid, protectedHeader);
+  const b64 = validateB64(protectedHeader, validateCrit(JWSInvalid, JWS_RECOGNIZED, crit, protectedHeader, joseHeader));
+  b64 || rejectUnencoded?.();
+  const { alg } = joseHeader;
+  if (typeof alg != "string" || !alg)
+    throw new JWSInvalid('JWS "alg" (Algorithm) Header Parameter missing or invalid');
+  const entry = jwsAlgorithm(alg);
+  let encodedPayload = "", signingPayload = payload, signingInput;
+  if (b64) {
+    const encodedPayloadCache = input2[4];
+    encodedPayloadCache ? (encodedPayload = encodedPayloadCache[0] ??= encode2(payload), signingPayload = encodedPayloadCache[1] ??= encode(encodedPayload)) : (encodedPayload = encode2(payload), signingInput = encoder.encode(`${encodedProtectedHeader}.${encodedPayload}`));
+  }
+  signingInput ??= concat(encode(encodedProtectedHeader), encode("."), signingPayload);
+  const signingKey = await rawKey(await prepareKey(entry, key, "sign"), entry.subtle, "sign");
+  entry.minRsaBits && checkModulusLength(entry.alg, signingKey);
+  const jws = {
+    signature: encode2(new Uint8Array(await crypto.subtle.sign(entry.signing, signingKey, signingInput))),
+    payload: encodedPayload
+  };
+  return protectedHeader && (jws.protected = encodedProtectedHeader), unprotectedHeader && (jws.header = unprotectedHeader), [jws, b64];
+}
+async function createCompactSignature(payload, protectedHeader, crit, key, rejectUnencoded) {
+  const [jws] = await createSignature([payload, protectedHeader, void 0, crit], key, rejectUnencoded);
+  return `${jws.protected}.${jws.payload}.${jws.signature}`;
+}
+var init_jws_sign = __esm({
+  "node_modules/jose/dist/webapi/lib/jws_sign.js"() {
+    init_base64url();
+    init_jws_algorithms();
+    init_validate();
+    init_errors();
+    init_buffer_utils();
+    init_key();
+  }
+});
+
+// node_modules/jose/dist/webapi/jwt/sign.js
+var SignJWT_base, SignJWT;
+var init_sign = __esm({
+  "node_modules/jose/dist/webapi/jwt/sign.js"() {
+    init_jws_sign();
+    init_errors();
+    init_jwt_claims_set();
+    init_validate();
+    SignJWT_base = JWTClaimsBuilder;
+    SignJWT = class extends SignJWT_base {
+      #protectedHeader;
+      setProtectedHeader(protectedHeader) {
+        return assertNotSet(this.#protectedHeader, "setProtectedHeader"), this.#protectedHeader = protectedHeader, this;
+      }
+      async sign(key, options) {
+        return createCompactSignature(jwtClaimsSetBytes(this), this.#protectedHeader, options?.crit, key, () => {
+          throw new JWTInvalid("JWTs MUST NOT use unencoded payload");
+        });
+      }
+    };
+  }
+});
+
+// node_modules/jose/dist/webapi/jwks/local.js
+function isUsableJWK(jwk, entry, alg, kid) {
+  const { kty, key_ops: keyOps, ext, kid: jwkKid, alg: jwkAlg, use, crv } = jwk;
+  return (ext === void 0 || typeof ext == "boolean") && (keyOps === void 0 || Array.isArray(keyOps) && keyOps.every((operation, index) => typeof operation == "string" && keyOps.indexOf(operation) === index) && keyOps.includes("verify")) && entry.kty.includes(kty) && (kid === void 0 || typeof kid == "string" && kid === jwkKid) && (jwkAlg === void 0 ? kty !== "AKP" : alg === jwkAlg) && (use === void 0 || use === "sig") && (!entry.crv || crv === entry.crv);
+}
+async function importWithAlgCache(cache2, jwk, entry) {
+  const cached2 = cache2.get(jwk) || cache2.set(jwk, {}).get(jwk), { alg } = entry;
+  if (cached2[alg] === void 0) {
+    const pending = jwkToKey(entry, jwk, true).then((key) => {
+      if (key.type !== "public")
+        throw new JWKSInvalid("JSON Web Key Set members must be public keys");
+      return cached2[alg] = key, key;
+    }).catch((error62) => {
+      throw cached2[alg] === pending && delete cached2[alg], error62;
+    });
+    cached2[alg] = pending;
+  }
+  return cached2[alg];
+}
+function createLocalJWKSet(jwks) {
+  let snapshot;
+  try {
+    snapshot = structuredClone(jwks);
+  } catch (cause) {
+    throw new JWKSInvalid("JSON Web Key Set malformed", { cause });
+  }
+  if (!isJwkSet(snapshot))
+    throw new JWKSInvalid("JSON Web Key Set malformed");
+  const metadata2 = snapshot.keys.map((jwk) => {
+    const normalized = snapshotJwk(jwk);
+    return Array.isArray(normalized.key_ops) && (normalized.key_ops = [...normalized.key_ops]), normalized;
+  }), cached2 = /* @__PURE__ */ new WeakMap();
+  return Object.defineProperty(async (protectedHeader, token) => {
+    const { alg, kid } = { ...protectedHeader, ...token?.header }, entry = typeof alg == "string" ? JWS[alg] : void 0;
+    if (!entry || entry.secret)
+      throw new JOSENotSupported('Unsupported "alg" value for a JSON Web Key Set');
+    const candidates = snapshot.keys.filter((_, index) => isUsableJWK(metadata2[index], entry, alg, kid)), { 0: jwk, length } = candidates;
+    if (!length)
+      throw new JWKSNoMatchingKey();
+    if (length !== 1) {
+      const error62 = new JWKSMultipleMatchingKeys();
+      throw error62[Symbol.asyncIterator] = async function* () {
+        for (const jwk2 of candidates)
+          try {
+            yield await importWithAlgCache(cached2, jwk2, entry);
+          } catch {
+          }
+      }, error62;
+    }
+    return importWithAlgCache(cached2, jwk, entry);
+  }, "jwks", {
+    value: () => structuredClone(snapshot)
+  });
+}
+var init_local = __esm({
+  "node_modules/jose/dist/webapi/jwks/local.js"() {
+    init_key();
+    init_jws_algorithms();
+    init_errors();
+    init_validate();
+  }
+});
+
+// node_modules/jose/dist/webapi/jwks/remote.js
+function isCloudflareWorkers() {
+  return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
+}
+async function fetchJwks(url2, headers, signal, fetchImpl = fetch) {
+  const response = await fetchImpl(url2, {
+    method: "GET",
+    signal,
+    redirect: "manual",
+    headers
+  }).catch((err) => {
+    throw err.name === "TimeoutError" ? new JWKSTimeout(void 0, { cause: err }) : err;
+  });
+  if (response.status !== 200)
+    throw new JOSEError("Expected 200 OK from the JSON Web Key Set HTTP response");
+  try {
+    return await response.json();
+  } catch (cause) {
+    throw signal.aborted ? new JWKSTimeout(void 0, { cause }) : new JOSEError("Failed to parse the JSON Web Key Set HTTP response as JSON", { cause });
+  }
+}
+function isFreshFor(timestamp, duration4) {
+  return Number.isFinite(timestamp) && Date.now() < timestamp + duration4;
+}
+function validateDuration(value, fallback, option) {
+  if (Number.isNaN(value))
+    throw new TypeError(`"${option}" option must not be NaN`);
+  if (typeof value == "number" && value < 0)
+    throw new TypeError(`"${option}" option must not be negative`);
+  return typeof value == "number" ? value : fallback;
+}
+function createRemoteJWKSet(url2, options) {
+  if (!(url2 instanceof URL))
+    throw new TypeError("url must be an instance of URL");
+  const href = new URL(url2.href).href, opts = options ?? {}, timeoutOption = opts.timeoutDuration;
+  if (typeof timeoutOption == "number" && (!Number.isInteger(timeoutOption) || timeoutOption < 0))
+    throw new TypeError('"timeoutDuration" option must be a non-negative integer');
+  const timeoutDuration = typeof timeoutOption == "number" ? timeoutOption : 5e3, cooldownDuration = validateDuration(opts.cooldownDuration, 3e4, "cooldownDuration"), cacheMaxAge = validateDuration(opts.cacheMaxAge, 6e5, "cacheMaxAge"), headers = new Headers(opts.headers);
+  USER_AGENT && !headers.has("User-Agent") && headers.set("User-Agent", USER_AGENT), headers.has("accept") || headers.set("accept", "application/json, application/jwk-set+json");
+  const fetchImpl = opts[customFetch], cache2 = opts[jwksCache];
+  let jwksTimestamp, pendingFetch, reloadSequence = 0, appliedSequence = 0, local;
+  if (cache2 && typeof cache2 == "object") {
+    const { uat, jwks } = cache2;
+    isFreshFor(uat, cacheMaxAge) && isJwkSet(jwks) && (jwksTimestamp = uat, local = createLocalJWKSet(jwks));
+  }
+  const reload = async () => {
+    if (pendingFetch && isCloudflareWorkers() && (pendingFetch = void 0), !pendingFetch) {
+      const sequence = ++reloadSequence, current = pendingFetch = fetchJwks(href, headers, AbortSignal.timeout(timeoutDuration), fetchImpl).then((json2) => {
+        const next = createLocalJWKSet(json2);
+        if (sequence <= appliedSequence)
+          return;
+        local = next;
+        const updatedAt = Date.now();
+        cache2 && (cache2.uat = updatedAt, cache2.jwks = json2), jwksTimestamp = updatedAt, appliedSequence = sequence;
+      }).finally(() => {
+        pendingFetch === current && (pendingFetch = void 0);
+      });
+    }
+    await pendingFetch;
+  };
+  return Object.defineProperties(async (protectedHeader, token) => {
+    (!local || !isFreshFor(jwksTimestamp, cacheMaxAge)) && await reload();
+    try {
+      return await local(protectedHeader, token);
+    } catch (err) {
+      if (err instanceof JWKSNoMatchingKey && !isFreshFor(jwksTimestamp, cooldownDuration))
+        return await reload(), local(protectedHeader, token);
+      throw err;
+    }
+  }, {
+    coolingDown: {
+      get: () => isFreshFor(jwksTimestamp, cooldownDuration),
+      enumerable: true
+    },
+    fresh: {
+      get: () => isFreshFor(jwksTimestamp, cacheMaxAge),
+      enumerable: true
+    },
+    reload: {
+      value: reload,
+      enumerable: true
+    },
+    reloading: {
+      get: () => !!pendingFetch,
+      enumerable: true
+    },
+    jwks: {
+      value: () => local?.jwks(),
+      enumerable: true
+    }
+  });
+}
+var USER_AGENT, customFetch, jwksCache;
+var init_remote = __esm({
+  "node_modules/jose/dist/webapi/jwks/remote.js"() {
+    init_errors();
+    init_local();
+    init_validate();
+    (typeof navigator > "u" || !navigator.userAgent?.startsWith?.("Mozilla/5.0 ")) && (USER_AGENT = "jose/v6.2.18");
+    customFetch = /* @__PURE__ */ Symbol();
+    jwksCache = /* @__PURE__ */ Symbol();
+  }
+});
+
+// node_modules/jose/dist/webapi/util/decode_protected_header.js
+function decodeProtectedHeader(token) {
+  let encodedProtectedHeader;
+  if (typeof token == "string") {
+    const parts = token.split(".");
+    (parts.length === 3 || parts.length === 5) && ([encodedProtectedHeader] = parts);
+  } else if (typeof token == "object" && token)
+    if ("protected" in token)
+      encodedProtectedHeader = token.protected;
+    else
+      throw new TypeError("Token does not contain a Protected Header");
+  const invalid2 = "Invalid Token or Protected Header formatting";
+  if (typeof encodedProtectedHeader != "string" || !encodedProtectedHeader)
+    throw new TypeError(invalid2);
+  return parseJoseHeader(encodedProtectedHeader, TypeError, invalid2);
+}
+var init_decode_protected_header = __esm({
+  "node_modules/jose/dist/webapi/util/decode_protected_header.js"() {
+    init_validate();
+  }
+});
+
+// node_modules/jose/dist/webapi/util/decode_jwt.js
+function decodeJwt(jwt2) {
+  if (typeof jwt2 != "string")
+    throw new JWTInvalid("JWTs must use Compact JWS serialization, JWT must be a string");
+  const { 1: encodedPayload, length } = jwt2.split(".");
+  if (length === 5)
+    throw new JWTInvalid("Only JWTs using Compact JWS serialization can be decoded");
+  if (length !== 3)
+    throw new JWTInvalid("Invalid JWT");
+  if (!encodedPayload)
+    throw new JWTInvalid("JWTs must contain a payload");
+  let claimsSetBytes;
+  try {
+    claimsSetBytes = decode(encodedPayload);
+  } catch (cause) {
+    throw new JWTInvalid("Failed to base64url decode the payload", { cause });
+  }
+  let claimsSet;
+  try {
+    claimsSet = JSON.parse(strictDecoder.decode(claimsSetBytes));
+  } catch (cause) {
+    throw new JWTInvalid("Failed to parse the decoded payload as JSON", { cause });
+  }
+  if (!isObject(claimsSet))
+    throw new JWTInvalid("Invalid JWT Claims Set");
+  return claimsSet;
+}
+var init_decode_jwt = __esm({
+  "node_modules/jose/dist/webapi/util/decode_jwt.js"() {
+    init_base64url();
+    init_buffer_utils();
+    init_validate();
+    init_errors();
+  }
+});
+
+// node_modules/jose/dist/webapi/index.js
+var init_webapi = __esm({
+  "node_modules/jose/dist/webapi/index.js"() {
+    init_verify();
+    init_sign();
+    init_local();
+    init_remote();
+    init_decode_protected_header();
+    init_decode_jwt();
+    init_errors();
+  }
+});
+
+// src/server/ca/jwt.ts
+import { createPublicKey } from "node:crypto";
+function openIdConfiguration(publicUrl) {
+  return JSON.stringify({
+    issuer: publicUrl,
+    jwks_uri: `${publicUrl}/.well-known/jwks.json`,
+    response_types_supported: ["id_token"],
+    subject_types_supported: ["public"],
+    id_token_signing_alg_values_supported: [JWT_ALG],
+    claims_supported: ["sub", "aud", "exp", "iat", "iss", "jti", "bot_name", "join_method"]
+  });
+}
+var JWT_ALG, JwtIssuer;
+var init_jwt = __esm({
+  "src/server/ca/jwt.ts"() {
+    "use strict";
+    init_webapi();
+    JWT_ALG = "ES256";
+    JwtIssuer = class {
+      constructor(current, previous) {
+        this.current = current;
+        const keys = [current, ...previous ? [previous] : []].map((k) => ({
+          ...createPublicKey(k.privateKey).export({ format: "jwk" }),
+          kid: k.kid,
+          use: "sig",
+          alg: JWT_ALG
+        }));
+        this.jwksBody = JSON.stringify({ keys });
+      }
+      current;
+      jwksBody;
+      get kid() {
+        return this.current.kid;
+      }
+      /** The JWKS document, both keys during a rotation. */
+      jwks() {
+        return this.jwksBody;
+      }
+      async sign(claims, opts) {
+        return new SignJWT(claims).setProtectedHeader({ alg: JWT_ALG, kid: this.current.kid, typ: "JWT" }).setIssuer(opts.issuer).setSubject(opts.subject).setAudience(opts.audience.length === 1 ? opts.audience[0] : opts.audience).setIssuedAt(opts.issuedAt).setExpirationTime(opts.expiresAt).setJti(opts.jti).sign(this.current.privateKey);
+      }
+    };
+  }
+});
+
 // src/protocol/ssh.ts
 import {
   createHash,
-  createPublicKey,
+  createPublicKey as createPublicKey2,
   verify as cryptoVerify,
   randomBytes
 } from "node:crypto";
@@ -329,7 +1465,7 @@ function ed25519PublicKeyBlob(key) {
   if (key.asymmetricKeyType !== "ed25519") {
     throw new Error(`ssh: expected an Ed25519 key, got ${key.asymmetricKeyType ?? key.type}`);
   }
-  const pub = key.type === "private" ? createPublicKey(key) : key;
+  const pub = key.type === "private" ? createPublicKey2(key) : key;
   const x = pub.export({ format: "jwk" }).x;
   if (typeof x !== "string") throw new Error("ssh: Ed25519 key has no public part");
   return new SshWriter().string("ssh-ed25519").string(Buffer.from(x, "base64url")).toBuffer();
@@ -653,7 +1789,8 @@ var init_ssh2 = __esm({
 import * as nodeCrypto from "node:crypto";
 import {
   createHash as createHash2,
-  createPublicKey as createPublicKey2,
+  createPublicKey as createPublicKey3,
+  KeyObject,
   randomFillSync,
   sign,
   X509Certificate
@@ -662,101 +1799,92 @@ import { isIP } from "node:net";
 function headerSize(len) {
   return len < 128 ? 2 : len < 256 ? 3 : len < 65536 ? 4 : 5;
 }
-function writeHeader(out, tag2, len) {
-  out[0] = tag2;
-  if (len < 128) {
-    out[1] = len;
-    return 2;
-  }
-  const n = headerSize(len) - 2;
-  out[1] = 128 | n;
-  for (let i = n; i >= 1; i--, len >>>= 8) out[1 + i] = len & 255;
-  return 2 + n;
-}
 function tlv(tag2, ...parts) {
   let len = 0;
   for (const p of parts) len += p.length;
   const out = Buffer.allocUnsafe(headerSize(len) + len);
-  let off = writeHeader(out, tag2, len);
+  out[0] = tag2;
+  let off = 2;
+  if (len < 128) out[1] = len;
+  else {
+    const n = headerSize(len) - 2;
+    out[1] = 128 | n;
+    for (let i = n, v = len; i >= 1; i--, v >>>= 8) out[1 + i] = v & 255;
+    off += n;
+  }
   for (const p of parts) off += p.copy(out, off);
   return out;
 }
 function oid(dotted) {
-  const arcs = dotted.split(".").map(Number);
+  const [first = 0, second = 0, ...rest] = dotted.split(".").map(Number);
   const bytes = [];
-  const push = (v) => {
-    const tmp = [v & 127];
-    for (v = Math.floor(v / 128); v > 0; v = Math.floor(v / 128)) tmp.unshift(128 | v & 127);
-    bytes.push(...tmp);
-  };
-  push(arcs[0] * 40 + arcs[1]);
-  for (const a of arcs.slice(2)) push(a);
+  for (const arc of [first * 40 + second, ...rest]) {
+    const base128 = [arc & 127];
+    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) base128.unshift(128 | v & 127);
+    bytes.push(...base128);
+  }
   return tlv(TAG.OID, Buffer.from(bytes));
-}
-function extension(id, critical, value) {
-  return critical ? tlv(TAG.SEQUENCE, id, TRUE, tlv(TAG.OCTET_STRING, value)) : tlv(TAG.SEQUENCE, id, tlv(TAG.OCTET_STRING, value));
 }
 function bitString(bytes) {
   return tlv(TAG.BIT_STRING, ZERO_BYTE, bytes);
 }
-function readTlv(buf, off, limit = buf.length) {
-  if (off + 2 > limit) throw new Error("DER: truncated header");
-  const tag2 = buf[off];
+function extension(id, critical, value) {
+  return critical ? tlv(TAG.SEQUENCE, id, TRUE, tlv(TAG.OCTET_STRING, value)) : tlv(TAG.SEQUENCE, id, tlv(TAG.OCTET_STRING, value));
+}
+function readTlv(buf, off, limit, tag2) {
+  if (off + 2 > limit) throw new Error("DER: truncated");
+  const t = buf[off];
+  if (tag2 !== void 0 && t !== tag2) throw new Error(`DER: expected tag 0x${tag2.toString(16)} at ${off}`);
   let len = buf[off + 1];
   let body = off + 2;
   if (len >= 128) {
     const n = len & 127;
-    if (n === 0 || n > 3 || body + n > limit) throw new Error("DER: unsupported length");
+    if (n === 0 || n > 3 || body + n > limit || buf[body] === 0) throw new Error("DER: bad length");
     len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + buf[body++];
+    for (const end = body + n; body < end; body++) len = len * 256 + buf[body];
+    if (len < 128) throw new Error("DER: non-minimal length");
   }
-  if (body + len > limit) throw new Error("DER: truncated value");
-  return { tag: tag2, start: off, body, end: body + len };
+  if (body + len > limit) throw new Error("DER: truncated");
+  return { tag: t, start: off, body, end: body + len };
 }
-function spkiKeyBits(spki) {
-  const outer = readTlv(spki, 0);
-  const alg = readTlv(spki, outer.body, outer.end);
-  const bits = readTlv(spki, alg.end, outer.end);
-  if (outer.tag !== TAG.SEQUENCE || alg.tag !== TAG.SEQUENCE || bits.tag !== TAG.BIT_STRING) {
-    throw new Error("DER: not a SubjectPublicKeyInfo");
-  }
-  return spki.subarray(bits.body + 1, bits.end);
+function skiExtension(keyId) {
+  return extension(OID.subjectKeyIdentifier, false, tlv(TAG.OCTET_STRING, keyId));
+}
+function akiExtension(keyId) {
+  return extension(OID.authorityKeyIdentifier, false, tlv(TAG.SEQUENCE, tlv(ctx(0), keyId)));
 }
 function checkName(field, value) {
-  if (typeof value !== "string" || value.length === 0) throw new CertificateInputError(field, "must be a non-empty string");
+  if (typeof value !== "string" || value.length === 0)
+    throw new CertificateInputError(field, "must be a non-empty string");
   if (value.length > 64) {
     let chars = 0;
     for (const _ of value) chars++;
     if (chars > 64) throw new CertificateInputError(field, `must be at most 64 characters (got ${chars})`);
   }
-  if (BAD_NAME_CHARS.test(value)) throw new CertificateInputError(field, "contains control or invisible characters");
+  if (BAD_NAME_CHARS.test(value))
+    throw new CertificateInputError(field, "contains control or invisible characters");
   if (value.trim() !== value) throw new CertificateInputError(field, "has leading or trailing whitespace");
   return value;
 }
 function rdn(type, value) {
   return tlv(TAG.SET, tlv(TAG.SEQUENCE, type, tlv(TAG.UTF8_STRING, Buffer.from(value, "utf8"))));
 }
-function encodeName(commonName, organizations, field = "organizations") {
+function encodeName(commonName, organizations, orgField) {
+  const cn = rdn(OID.commonName, checkName("commonName", commonName));
+  if (!organizations || organizations.length === 0) return tlv(TAG.SEQUENCE, cn);
   const rdns = [];
-  if (organizations) {
-    for (let i = 0; i < organizations.length; i++) {
-      rdns.push(rdn(OID.organizationName, checkName(`${field}[${i}]`, organizations[i])));
-    }
+  for (let i = 0; i < organizations.length; i++) {
+    rdns.push(rdn(OID.organizationName, checkName(`${orgField}[${i}]`, organizations[i])));
   }
-  rdns.push(rdn(OID.commonName, checkName("commonName", commonName)));
+  rdns.push(cn);
   return tlv(TAG.SEQUENCE, ...rdns);
 }
 function checkDate(field, d) {
-  if (!(d instanceof Date) || !Number.isFinite(d.getTime())) throw new CertificateInputError(field, "must be a valid Date");
+  if (!(d instanceof Date) || !Number.isFinite(d.getTime()))
+    throw new CertificateInputError(field, "must be a valid Date");
   const y = d.getUTCFullYear();
   if (y < 1 || y > 9999) throw new CertificateInputError(field, "year must be between 1 and 9999");
   return Math.floor(d.getTime() / 1e3) * 1e3;
-}
-function checkValidity(notBefore, notAfter) {
-  const nb = checkDate("notBefore", notBefore);
-  const na = checkDate("notAfter", notAfter);
-  if (na <= nb) throw new CertificateInputError("notAfter", "must be later than notBefore (at 1 s precision)");
-  return [nb, na];
 }
 function encodeTime(ms) {
   const d = new Date(ms);
@@ -782,51 +1910,69 @@ function twoDigits(out, o, v) {
   out[o + 1] = 48 + v % 10;
   return o + 2;
 }
+function encodeValidity(notBefore, notAfter) {
+  const nb = checkDate("notBefore", notBefore);
+  const na = checkDate("notAfter", notAfter);
+  if (na <= nb)
+    throw new CertificateInputError("notAfter", "must be later than notBefore (at 1 s precision)");
+  return { der: tlv(TAG.SEQUENCE, encodeTime(nb), encodeTime(na)), notAfter: na };
+}
+function randomSerial() {
+  if (serialPoolOffset === serialPool.length) {
+    randomFillSync(serialPool);
+    serialPoolOffset = 0;
+  }
+  serialPoolOffset += 16;
+  return serialPool.subarray(serialPoolOffset - 16, serialPoolOffset);
+}
 function encodeSerial(magnitude) {
+  if (!Buffer.isBuffer(magnitude)) throw new CertificateInputError("serial", "must be a Buffer");
   let i = 0;
   while (i < magnitude.length && magnitude[i] === 0) i++;
   if (i === magnitude.length) throw new CertificateInputError("serial", "must be a positive number");
   const m = magnitude.subarray(i);
-  const pad = m[0] >= 128;
-  if (m.length + (pad ? 1 : 0) > 20) throw new CertificateInputError("serial", "must fit in 20 DER octets");
-  const der = pad ? tlv(TAG.INTEGER, ZERO_BYTE, m) : tlv(TAG.INTEGER, m);
-  return { der, hex: m.toString("hex").toUpperCase() };
+  if (m.length + (m[0] >= 128 ? 1 : 0) > 20)
+    throw new CertificateInputError("serial", "must fit in 20 DER octets (RFC 5280)");
+  return { der: positiveInteger(m), hex: m.toString("hex").toUpperCase() };
+}
+function positiveInteger(m) {
+  return m[0] >= 128 ? tlv(TAG.INTEGER, ZERO_BYTE, m) : tlv(TAG.INTEGER, m);
 }
 function encodeIp(field, text) {
   const version2 = typeof text === "string" && !text.includes("%") ? isIP(text) : 0;
   if (version2 === 4) return Buffer.from(text.split(".").map(Number));
-  if (version2 !== 6) throw new CertificateInputError(field, `not an IPv4 or IPv6 address: ${JSON.stringify(text)}`);
-  const words = [];
-  const groups = (s) => {
-    const w = [];
-    if (s === "") return w;
-    for (const g of s.split(":")) {
-      if (g.includes(".")) {
-        const [a, b, c, d] = g.split(".").map(Number);
-        w.push(a << 8 | b, c << 8 | d);
-      } else w.push(Number.parseInt(g, 16));
-    }
-    return w;
-  };
-  const gap = text.indexOf("::");
-  if (gap < 0) words.push(...groups(text));
-  else {
-    const head = groups(text.slice(0, gap));
-    const tail = groups(text.slice(gap + 2));
-    words.push(...head, ...new Array(8 - head.length - tail.length).fill(0), ...tail);
-  }
-  const out = Buffer.allocUnsafe(16);
-  for (let i = 0; i < 8; i++) out.writeUInt16BE(words[i], i * 2);
+  if (version2 !== 6)
+    throw new CertificateInputError(field, `not an IPv4 or IPv6 address: ${JSON.stringify(text)}`);
+  const [head = "", tail] = text.split("::");
+  const headWords = ipv6Words(head);
+  const tailWords = tail === void 0 ? [] : ipv6Words(tail);
+  const out = Buffer.alloc(16);
+  for (const [i, w] of headWords.entries()) out.writeUInt16BE(w, 2 * i);
+  for (const [i, w] of tailWords.entries()) out.writeUInt16BE(w, 16 - 2 * (tailWords.length - i));
   return out;
 }
+function ipv6Words(groups) {
+  const words = [];
+  if (groups === "") return words;
+  for (const g of groups.split(":")) {
+    if (g.includes(".")) {
+      const [a = 0, b = 0, c = 0, d = 0] = g.split(".").map(Number);
+      words.push(a << 8 | b, c << 8 | d);
+    } else words.push(Number.parseInt(g, 16));
+  }
+  return words;
+}
 function encodeSan(opts) {
+  const { dnsNames, uris, ipAddresses } = opts;
   const names = [];
-  const { uris, dnsNames, ipAddresses } = opts;
   if (dnsNames) {
     for (let i = 0; i < dnsNames.length; i++) {
       const name2 = dnsNames[i];
       if (typeof name2 !== "string" || name2.length > 253 || !HOSTNAME.test(name2) || isIP(name2) !== 0) {
-        throw new CertificateInputError(`dnsNames[${i}]`, `not a valid DNS hostname: ${JSON.stringify(name2)}`);
+        throw new CertificateInputError(
+          `dnsNames[${i}]`,
+          `not a valid DNS hostname: ${JSON.stringify(name2)}`
+        );
       }
       names.push(tlv(ctx(2), Buffer.from(name2, "latin1")));
     }
@@ -834,15 +1980,12 @@ function encodeSan(opts) {
   if (uris) {
     for (let i = 0; i < uris.length; i++) {
       const uri = uris[i];
-      let ok = typeof uri === "string" && uri.length <= 2048 && URI_CHARS.test(uri);
-      if (ok) {
-        try {
-          new URL(uri);
-        } catch {
-          ok = false;
-        }
+      if (typeof uri !== "string" || !URI_CHARS.test(uri) || !URL.canParse(uri)) {
+        throw new CertificateInputError(
+          `uris[${i}]`,
+          `not a valid absolute ASCII URI: ${JSON.stringify(uri)}`
+        );
       }
-      if (!ok) throw new CertificateInputError(`uris[${i}]`, `not a valid absolute ASCII URI: ${JSON.stringify(uri)}`);
       names.push(tlv(ctx(6), Buffer.from(uri, "latin1")));
     }
   }
@@ -854,57 +1997,68 @@ function encodeSan(opts) {
   if (names.length === 0) return void 0;
   return extension(OID.subjectAltName, false, tlv(TAG.SEQUENCE, ...names));
 }
+function ekuExtension(usages) {
+  let mask = 0;
+  if (Array.isArray(usages)) {
+    for (const u of usages) {
+      if (u === "serverAuth") mask |= 1;
+      else if (u === "clientAuth") mask |= 2;
+      else throw new CertificateInputError("extKeyUsage", `unknown usage ${JSON.stringify(u)}`);
+    }
+  }
+  const ext = EKU_EXTS[mask];
+  if (!ext) throw new CertificateInputError("extKeyUsage", 'must list "clientAuth" and/or "serverAuth"');
+  return ext;
+}
 function onCurve(c, point) {
   const x = toBigInt(point.subarray(0, c.size));
   const y = toBigInt(point.subarray(c.size));
   if (x >= c.p || y >= c.p) return false;
   return y * y % c.p === ((x * x % c.p + c.p - 3n) * x + c.b) % c.p;
 }
-function readStrict(buf, off, limit, tag2) {
-  if (off + 2 > limit || buf[off] !== tag2) return void 0;
-  const first = buf[off + 1];
-  if (first < 128) return off + 2 + first <= limit ? { tag: tag2, start: off, body: off + 2, end: off + 2 + first } : void 0;
-  const n = first & 127;
-  if (n === 0 || n > 3 || off + 2 + n > limit || buf[off + 2] === 0) return void 0;
-  let len = 0;
-  for (let i = 0; i < n; i++) len = len * 256 + buf[off + 2 + i];
-  if (len < 128) return void 0;
-  const body = off + 2 + n;
-  return body + len <= limit ? { tag: tag2, start: off, body, end: body + len } : void 0;
-}
-function unsignedInteger(buf, t) {
-  const len = t.end - t.body;
-  if (len === 0 || buf[t.body] >= 128) return void 0;
-  if (buf[t.body] === 0) return len > 1 && buf[t.body + 1] >= 128 ? buf.subarray(t.body + 1, t.end) : void 0;
-  return buf.subarray(t.body, t.end);
+function readPositiveInteger(buf, t) {
+  const v = buf.subarray(t.body, t.end);
+  if (v.length === 0 || v[0] >= 128 || v[0] === 0 && (v.length === 1 || v[1] < 128)) {
+    throw new Error("DER: not a positive minimal INTEGER");
+  }
+  return v[0] === 0 ? v.subarray(1) : v;
 }
 function checkRsa(spki) {
-  const bad = (why) => {
-    throw new CertificateInputError("publicKey", why);
-  };
-  const outer = readStrict(spki, 0, spki.length, TAG.SEQUENCE);
-  if (!outer || outer.end !== spki.length) return bad("malformed RSA SubjectPublicKeyInfo");
-  const bitStr = readStrict(spki, outer.body + RSA_ALG.length, outer.end, TAG.BIT_STRING);
-  if (!bitStr || bitStr.end !== outer.end || spki[bitStr.body] !== 0) return bad("malformed RSA SubjectPublicKeyInfo");
-  const seq = readStrict(spki, bitStr.body + 1, bitStr.end, TAG.SEQUENCE);
-  const nTlv = seq && readStrict(spki, seq.body, seq.end, TAG.INTEGER);
-  const eTlv = nTlv && readStrict(spki, nTlv.end, seq.end, TAG.INTEGER);
-  const n = nTlv && unsignedInteger(spki, nTlv);
-  const e = eTlv && unsignedInteger(spki, eTlv);
-  if (!seq || seq.end !== bitStr.end || !eTlv || eTlv.end !== seq.end || !n || !e) {
-    return bad("malformed RSA public key");
+  let bits;
+  let n;
+  let e;
+  try {
+    const outer = readTlv(spki, 0, spki.length, TAG.SEQUENCE);
+    const bitStr = readTlv(spki, outer.body + RSA_ALG.length, outer.end, TAG.BIT_STRING);
+    const seq = readTlv(spki, bitStr.body + 1, bitStr.end, TAG.SEQUENCE);
+    const nTlv = readTlv(spki, seq.body, seq.end, TAG.INTEGER);
+    const eTlv = readTlv(spki, nTlv.end, seq.end, TAG.INTEGER);
+    if (outer.end !== spki.length || bitStr.end !== outer.end || spki[bitStr.body] !== 0)
+      throw new Error("DER: layout");
+    if (seq.end !== bitStr.end || eTlv.end !== seq.end) throw new Error("DER: layout");
+    bits = spki.subarray(bitStr.body + 1, bitStr.end);
+    n = readPositiveInteger(spki, nTlv);
+    e = readPositiveInteger(spki, eTlv);
+  } catch {
+    throw new CertificateInputError("publicKey", "malformed RSA SubjectPublicKeyInfo");
   }
-  const bits = n.length * 8 - Math.clz32(n[0]) + 24;
-  if (bits < 2048 || bits > 8192) bad(`RSA key must be 2048-8192 bits (got ${bits})`);
-  if ((n[n.length - 1] & 1) === 0) bad("RSA modulus is even");
+  const modulusBits = n.length * 8 - (Math.clz32(n[0]) - 24);
+  if (modulusBits < 2048 || modulusBits > 8192) {
+    throw new CertificateInputError("publicKey", `RSA key must be 2048-8192 bits (got ${modulusBits})`);
+  }
   const exp = e.length <= 4 ? e.readUIntBE(0, e.length) : Number.POSITIVE_INFINITY;
-  if (exp < 3 || exp > 2147483647 || (exp & 1) === 0) bad("RSA public exponent must be odd, >= 3 and < 2^31");
-  return { spki, bits: spki.subarray(bitStr.body + 1, bitStr.end), rsa: true };
+  if ((n[n.length - 1] & 1) === 0 || exp < 3 || exp > 2147483647 || exp % 2 === 0) {
+    throw new CertificateInputError(
+      "publicKey",
+      "RSA modulus must be odd and the exponent odd, >= 3 and < 2^31"
+    );
+  }
+  return { spki, bits, rsa: true };
 }
-function checkSpki(spki) {
-  for (const c of [P256, P384]) {
+function checkSpki(spki, fromKeyObject = false) {
+  for (const c of CURVES) {
     if (spki.length === c.prefix.length + 2 * c.size && startsWith(spki, c.prefix)) {
-      if (!onCurve(c, spki.subarray(c.prefix.length))) {
+      if (!fromKeyObject && !onCurve(c, spki.subarray(c.prefix.length))) {
         throw new CertificateInputError("publicKey", `${c.name} point is not on the curve`);
       }
       return { spki, bits: spki.subarray(c.prefix.length - 1), rsa: false };
@@ -913,26 +2067,30 @@ function checkSpki(spki) {
   if (spki.length === ED25519_PREFIX.length + 32 && startsWith(spki, ED25519_PREFIX)) {
     return { spki, bits: spki.subarray(ED25519_PREFIX.length), rsa: false };
   }
-  const outer = readStrict(spki, 0, spki.length, TAG.SEQUENCE);
-  if (outer && startsWith(spki.subarray(outer.body), RSA_ALG)) return checkRsa(spki);
+  let algorithmAt = -1;
+  try {
+    algorithmAt = readTlv(spki, 0, spki.length, TAG.SEQUENCE).body;
+  } catch {
+  }
+  if (algorithmAt > 0 && startsWith(spki.subarray(algorithmAt), RSA_ALG)) return checkRsa(spki);
   let key;
   try {
-    key = createPublicKey2({ key: spki, format: "der", type: "spki" });
+    key = createPublicKey3({ key: spki, format: "der", type: "spki" });
   } catch {
     throw new CertificateInputError("publicKey", "not a valid DER SubjectPublicKeyInfo");
   }
   throw unsupportedKey(key, true);
 }
-function unsupportedKey(key, parsed = false) {
+function unsupportedKey(key, fromDer = false) {
   const type = key.asymmetricKeyType;
   const curve = key.asymmetricKeyDetails?.namedCurve;
   let why = `${type} keys are not supported (use EC P-256/P-384, Ed25519 or RSA >= 2048 bits)`;
   if (type === "ec" && curve !== "prime256v1" && curve !== "secp384r1") {
-    why = `EC curve ${curve ?? "(explicit parameters)"} is not supported (use P-256 or P-384)`;
-  } else if (type === "ec" && parsed) {
-    why = "EC keys must use a named curve and an uncompressed point";
+    why = `EC curve ${curve ?? "with explicit parameters"} is not supported (use P-256 or P-384)`;
   } else if (type === "rsa-pss") {
-    why = "RSA-PSS keys are not supported (use an rsaEncryption key)";
+    why = "RSA-PSS keys are not supported (use an rsaEncryption RSA key)";
+  } else if (fromDer && (type === "ec" || type === "ed25519" || type === "rsa")) {
+    why = `${type} key is not in canonical SPKI DER (compressed EC point, RSA parameters other than NULL, or trailing bytes?)`;
   }
   return new CertificateInputError("publicKey", why);
 }
@@ -951,40 +2109,59 @@ function spkiFromKeyObject(key) {
     return out;
   }
   if (type === "ed25519") {
-    const jwk = key.export({ format: "jwk" });
-    return Buffer.concat([ED25519_PREFIX, Buffer.from(jwk.x ?? "", "base64url")]);
+    return Buffer.concat([ED25519_PREFIX, Buffer.from(key.export({ format: "jwk" }).x ?? "", "base64url")]);
   }
   if (type === "rsa") {
     const jwk = key.export({ format: "jwk" });
-    const int2 = (b64u) => {
-      const m = Buffer.from(b64u ?? "", "base64url");
-      return m.length > 0 && m[0] >= 128 ? tlv(TAG.INTEGER, ZERO_BYTE, m) : tlv(TAG.INTEGER, m);
-    };
-    return tlv(TAG.SEQUENCE, RSA_ALG, bitString(tlv(TAG.SEQUENCE, int2(jwk.n), int2(jwk.e))));
+    const n = Buffer.from(jwk.n ?? "", "base64url");
+    const e = Buffer.from(jwk.e ?? "", "base64url");
+    const rsaPublicKey = tlv(TAG.SEQUENCE, positiveInteger(n), positiveInteger(e));
+    return tlv(TAG.SEQUENCE, RSA_ALG, bitString(rsaPublicKey));
   }
   throw unsupportedKey(key);
 }
 function checkPublicKey(input2) {
-  if (Buffer.isBuffer(input2)) return checkSpki(input2);
+  if (Buffer.isBuffer(input2)) {
+    if (input2.length > 4096) throw new CertificateInputError("publicKey", "SPKI larger than 4 KiB");
+    return checkSpki(input2);
+  }
   if (typeof input2 === "string") {
     const m = PUBLIC_KEY_PEM.exec(input2);
-    if (!m) throw new CertificateInputError("publicKey", "PEM must be a single SubjectPublicKeyInfo (BEGIN PUBLIC KEY)");
+    if (!m)
+      throw new CertificateInputError(
+        "publicKey",
+        "PEM must hold one SubjectPublicKeyInfo (BEGIN PUBLIC KEY)"
+      );
     return checkSpki(Buffer.from(m[1], "base64"));
   }
-  if (input2 && typeof input2 === "object" && "asymmetricKeyType" in input2) {
-    const key = input2;
-    if (key.type !== "public") throw new CertificateInputError("publicKey", `expected a public key, got a ${key.type} key`);
-    return checkSpki(spkiFromKeyObject(key));
+  if (input2 instanceof KeyObject) {
+    if (input2.type !== "public") {
+      throw new CertificateInputError("publicKey", `expected a public key, got a ${input2.type} key`);
+    }
+    return checkSpki(spkiFromKeyObject(input2), true);
   }
   throw new CertificateInputError("publicKey", "must be a KeyObject, SPKI DER Buffer or SPKI PEM string");
 }
-function randomSerial() {
-  if (serialPoolOffset === serialPool.length) {
-    randomFillSync(serialPool);
-    serialPoolOffset = 0;
+function spkiKeyBits(spki) {
+  const outer = readTlv(spki, 0, spki.length, TAG.SEQUENCE);
+  const alg = readTlv(spki, outer.body, outer.end, TAG.SEQUENCE);
+  const bits = readTlv(spki, alg.end, outer.end, TAG.BIT_STRING);
+  return spki.subarray(bits.body + 1, bits.end);
+}
+function checkCaKey(key, field) {
+  if (!(key instanceof KeyObject) || key.type !== "private" || key.asymmetricKeyType !== "ec" || key.asymmetricKeyDetails?.namedCurve !== "prime256v1") {
+    throw new CertificateInputError(
+      field,
+      "must be a P-256 private KeyObject (certificates are signed ecdsa-with-SHA256)"
+    );
   }
-  serialPoolOffset += 16;
-  return serialPool.subarray(serialPoolOffset - 16, serialPoolOffset);
+  return key;
+}
+function signCertificate(tbs, signKey) {
+  const cert = tlv(TAG.SEQUENCE, tbs, SIG_ALG, bitString(sign("sha256", tbs, signKey)));
+  const own2 = Buffer.allocUnsafeSlow(cert.length);
+  cert.copy(own2);
+  return own2;
 }
 function toPem(der) {
   const b64 = der.toString("base64");
@@ -994,65 +2171,65 @@ function toPem(der) {
   return `${pem2}-----END CERTIFICATE-----
 `;
 }
-function ekuExtension(usages) {
-  let mask = 0;
-  if (Array.isArray(usages)) {
-    for (const u of usages) {
-      if (u === "serverAuth") mask |= 1;
-      else if (u === "clientAuth") mask |= 2;
-      else throw new CertificateInputError("extKeyUsage", `unknown usage ${JSON.stringify(u)}`);
-    }
-  }
-  const ext = EKU_EXTS[mask];
-  if (!ext) throw new CertificateInputError("extKeyUsage", 'must list "clientAuth" and/or "serverAuth"');
-  return ext;
-}
-function skiExtension(keyId) {
-  return extension(OID.subjectKeyIdentifier, false, tlv(TAG.OCTET_STRING, keyId));
-}
-function akiExtension(keyId) {
-  return extension(OID.authorityKeyIdentifier, false, tlv(TAG.SEQUENCE, tlv(ctx(0), keyId)));
-}
-function checkCaKey(key, field) {
-  const k = key;
-  if (!k || typeof k !== "object" || k.type !== "private" || k.asymmetricKeyType !== "ec" || k.asymmetricKeyDetails?.namedCurve !== "prime256v1") {
-    throw new CertificateInputError(field, "must be a P-256 private KeyObject (certificates are signed ecdsa-with-SHA256)");
-  }
-  return k;
-}
-function signCertificate(tbs, signKey) {
-  return tlv(TAG.SEQUENCE, tbs, SIG_ALG, bitString(sign("sha256", tbs, signKey)));
-}
 function createSelfSignedCA(opts) {
   const key = checkCaKey(opts.key, "key");
-  const [nb, na] = checkValidity(opts.notBefore, opts.notAfter);
-  const name2 = encodeName(opts.commonName, opts.organization === void 0 ? void 0 : [opts.organization], "organization");
-  const spki = createPublicKey2(key).export({ type: "spki", format: "der" });
+  const validity = encodeValidity(opts.notBefore, opts.notAfter);
+  const org = opts.organization === void 0 ? void 0 : [opts.organization];
+  const name2 = encodeName(opts.commonName, org, "organization");
+  const spki = createPublicKey3(key).export({ type: "spki", format: "der" });
   const keyId = keyIdentifier(spkiKeyBits(spki));
-  const caConstraints = tlv(TAG.SEQUENCE, TRUE, tlv(TAG.INTEGER, ZERO_BYTE));
+  const caTrue = tlv(TAG.SEQUENCE, TRUE, tlv(TAG.INTEGER, ZERO_BYTE));
+  const extensions = tlv(
+    TAG.SEQUENCE,
+    extension(OID.basicConstraints, true, caTrue),
+    extension(OID.keyUsage, true, KU_CA),
+    skiExtension(keyId),
+    akiExtension(keyId)
+  );
+  const serial = encodeSerial(randomSerial()).der;
   const tbs = tlv(
     TAG.SEQUENCE,
     VERSION_3,
-    encodeSerial(randomSerial()).der,
+    serial,
     SIG_ALG,
     name2,
-    tlv(TAG.SEQUENCE, encodeTime(nb), encodeTime(na)),
+    validity.der,
     name2,
     spki,
-    tlv(
-      ctxCons(3),
-      tlv(
-        TAG.SEQUENCE,
-        extension(OID.basicConstraints, true, caConstraints),
-        extension(OID.keyUsage, true, KU_CA),
-        skiExtension(keyId),
-        akiExtension(keyId)
-      )
-    )
+    tlv(ctxCons(3), extensions)
   );
   return toPem(signCertificate(tbs, { key, dsaEncoding: "der" }));
 }
-var CertificateInputError, TAG, ctx, ctxCons, ZERO_BYTE, TRUE, OID, BAD_NAME_CHARS, LABEL, HOSTNAME, URI_CHARS, hex, P256, P384, ED25519_PREFIX, RSA_ALG, startsWith, toBigInt, PUBLIC_KEY_PEM, keyIdentifier, serialPool, serialPoolOffset, VERSION_3, SIG_ALG, KU_DIGITAL_SIGNATURE, KU_DIGITAL_SIGNATURE_KEY_ENCIPHERMENT, KU_CA, LEAF_FIXED_EXTS, EKU_EXTS, X509Issuer;
+function parseCaCertificate(der) {
+  const certSeq = readTlv(der, 0, der.length, TAG.SEQUENCE);
+  const tbs = readTlv(der, certSeq.body, certSeq.end, TAG.SEQUENCE);
+  const fields = [];
+  for (let off = tbs.body; off < tbs.end; ) {
+    const field = readTlv(der, off, tbs.end);
+    fields.push(field);
+    off = field.end;
+  }
+  const subject = fields[fields[0]?.tag === ctxCons(0) ? 5 : 4];
+  if (subject?.tag !== TAG.SEQUENCE) throw new Error("no subject Name");
+  let keyId;
+  const exts = fields.find((f) => f.tag === ctxCons(3));
+  if (exts) {
+    const list2 = readTlv(der, exts.body, exts.end, TAG.SEQUENCE);
+    for (let off = list2.body; off < list2.end; ) {
+      const ext = readTlv(der, off, list2.end, TAG.SEQUENCE);
+      off = ext.end;
+      const id = readTlv(der, ext.body, ext.end, TAG.OID);
+      if (!der.subarray(id.start, id.end).equals(OID.subjectKeyIdentifier)) continue;
+      let value = readTlv(der, id.end, ext.end);
+      if (value.tag === TAG.BOOLEAN) value = readTlv(der, value.end, ext.end);
+      if (value.tag !== TAG.OCTET_STRING) throw new Error("malformed extension");
+      const octets = readTlv(der, value.body, value.end, TAG.OCTET_STRING);
+      keyId = Buffer.from(der.subarray(octets.body, octets.end));
+    }
+  }
+  return { subject: Buffer.from(der.subarray(subject.start, subject.end)), keyId };
+}
+var CertificateInputError, TAG, ctx, ctxCons, ZERO_BYTE, TRUE, OID, VERSION_3, SIG_ALG, KU_DIGITAL_SIGNATURE, KU_DIGITAL_SIGNATURE_KEY_ENCIPHERMENT, KU_CA, NOT_A_CA, LEAF_FIXED_EXTS, LEAF_FIXED_EXTS_RSA, EKU_EXTS, BAD_NAME_CHARS, serialPool, serialPoolOffset, LABEL, HOSTNAME, URI_CHARS, P256, P384, CURVES, ED25519_PREFIX, RSA_ALG, startsWith, toBigInt, PUBLIC_KEY_PEM, keyIdentifier, X509Issuer;
 var init_x509 = __esm({
   "src/server/ca/x509.ts"() {
     "use strict";
@@ -1093,60 +2270,54 @@ var init_x509 = __esm({
       clientAuth: oid("1.3.6.1.5.5.7.3.2"),
       ecdsaWithSHA256: oid("1.2.840.10045.4.3.2")
     };
-    BAD_NAME_CHARS = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
-    LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
-    HOSTNAME = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
-    URI_CHARS = /^[\x21-\x7e]+$/;
-    hex = (s) => Buffer.from(s, "hex");
-    P256 = {
-      name: "P-256",
-      prefix: hex("3059301306072a8648ce3d020106082a8648ce3d03010703420004"),
-      size: 32,
-      p: 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn,
-      b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn
-    };
-    P384 = {
-      name: "P-384",
-      prefix: hex("3076301006072a8648ce3d020106052b8104002203620004"),
-      size: 48,
-      p: 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffffn,
-      b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn
-    };
-    ED25519_PREFIX = hex("302a300506032b6570032100");
-    RSA_ALG = hex("300d06092a864886f70d0101010500");
-    startsWith = (buf, prefix) => buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
-    toBigInt = (b) => BigInt(`0x${b.toString("hex")}`);
-    PUBLIC_KEY_PEM = /^\s*-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]+)-----END PUBLIC KEY-----\s*$/;
-    keyIdentifier = typeof nodeCrypto.hash === "function" ? (keyBits) => nodeCrypto.hash("sha1", keyBits, "buffer") : (keyBits) => createHash2("sha1").update(keyBits).digest();
-    serialPool = Buffer.allocUnsafe(4096);
-    serialPoolOffset = serialPool.length;
     VERSION_3 = Buffer.from([ctxCons(0), 3, TAG.INTEGER, 1, 2]);
     SIG_ALG = tlv(TAG.SEQUENCE, OID.ecdsaWithSHA256);
     KU_DIGITAL_SIGNATURE = Buffer.from([TAG.BIT_STRING, 2, 7, 128]);
     KU_DIGITAL_SIGNATURE_KEY_ENCIPHERMENT = Buffer.from([TAG.BIT_STRING, 2, 5, 160]);
     KU_CA = Buffer.from([TAG.BIT_STRING, 2, 1, 134]);
-    LEAF_FIXED_EXTS = {
-      // basicConstraints CA:FALSE is the empty SEQUENCE (cA DEFAULT FALSE is omitted in DER).
-      nonRsa: Buffer.concat([
-        extension(OID.basicConstraints, true, tlv(TAG.SEQUENCE)),
-        extension(OID.keyUsage, true, KU_DIGITAL_SIGNATURE)
-      ]),
-      // keyEncipherment only matters for TLS 1.2 RSA key transport, so only RSA keys get it.
-      rsa: Buffer.concat([
-        extension(OID.basicConstraints, true, tlv(TAG.SEQUENCE)),
-        extension(OID.keyUsage, true, KU_DIGITAL_SIGNATURE_KEY_ENCIPHERMENT)
-      ])
-    };
+    NOT_A_CA = extension(OID.basicConstraints, true, tlv(TAG.SEQUENCE));
+    LEAF_FIXED_EXTS = Buffer.concat([NOT_A_CA, extension(OID.keyUsage, true, KU_DIGITAL_SIGNATURE)]);
+    LEAF_FIXED_EXTS_RSA = Buffer.concat([
+      NOT_A_CA,
+      extension(OID.keyUsage, true, KU_DIGITAL_SIGNATURE_KEY_ENCIPHERMENT)
+    ]);
     EKU_EXTS = [
       void 0,
       extension(OID.extKeyUsage, false, tlv(TAG.SEQUENCE, OID.serverAuth)),
       extension(OID.extKeyUsage, false, tlv(TAG.SEQUENCE, OID.clientAuth)),
       extension(OID.extKeyUsage, false, tlv(TAG.SEQUENCE, OID.serverAuth, OID.clientAuth))
     ];
+    BAD_NAME_CHARS = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+    serialPool = Buffer.allocUnsafe(4096);
+    serialPoolOffset = serialPool.length;
+    LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    HOSTNAME = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
+    URI_CHARS = /^[\x21-\x7e]{1,2048}$/;
+    P256 = {
+      name: "P-256",
+      prefix: Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex"),
+      size: 32,
+      p: 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn,
+      b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn
+    };
+    P384 = {
+      name: "P-384",
+      prefix: Buffer.from("3076301006072a8648ce3d020106052b8104002203620004", "hex"),
+      size: 48,
+      p: 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffffn,
+      b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn
+    };
+    CURVES = [P256, P384];
+    ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+    RSA_ALG = Buffer.from("300d06092a864886f70d0101010500", "hex");
+    startsWith = (buf, prefix) => buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+    toBigInt = (b) => BigInt(`0x${b.toString("hex")}`);
+    PUBLIC_KEY_PEM = /^\s*-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]{1,4096})-----END PUBLIC KEY-----\s*$/;
+    keyIdentifier = typeof nodeCrypto.hash === "function" ? (keyBits) => nodeCrypto.hash("sha1", keyBits, "buffer") : (keyBits) => createHash2("sha1").update(keyBits).digest();
     X509Issuer = class {
       caCertPem;
       #signKey;
-      /** version, (serial goes here), signature algorithm, issuer Name */
+      /** signature AlgorithmIdentifier followed by the issuer Name, as they sit in every TBS */
       #algAndIssuer;
       #aki;
       constructor(caKey, caCertPem) {
@@ -1157,66 +2328,46 @@ var init_x509 = __esm({
         } catch (err) {
           throw new CertificateInputError("caCertPem", `cannot parse: ${err.message}`);
         }
-        if (!cert.ca) throw new CertificateInputError("caCertPem", "is not a CA certificate (basicConstraints CA:TRUE)");
+        if (!cert.ca)
+          throw new CertificateInputError("caCertPem", "is not a CA certificate (basicConstraints CA:TRUE)");
         const caSpki = cert.publicKey.export({ type: "spki", format: "der" });
-        if (!createPublicKey2(key).export({ type: "spki", format: "der" }).equals(caSpki)) {
+        if (!createPublicKey3(key).export({ type: "spki", format: "der" }).equals(caSpki)) {
           throw new CertificateInputError("caKey", "does not match the CA certificate's public key");
         }
-        const der = cert.raw;
-        const certSeq = readTlv(der, 0);
-        const tbs = readTlv(der, certSeq.body, certSeq.end);
-        const fields = [];
-        for (let off = tbs.body; off < tbs.end; ) {
-          const t = readTlv(der, off, tbs.end);
-          fields.push(t);
-          off = t.end;
-        }
-        const base = fields[0]?.tag === ctxCons(0) ? 1 : 0;
-        const subject = fields[base + 4];
-        if (!subject || subject.tag !== TAG.SEQUENCE) throw new CertificateInputError("caCertPem", "malformed tbsCertificate");
+        let subject;
         let caKeyId;
-        const exts = fields.find((f) => f.tag === ctxCons(3));
-        if (exts) {
-          const seq = readTlv(der, exts.body, exts.end);
-          for (let off = seq.body; off < seq.end; ) {
-            const ext = readTlv(der, off, seq.end);
-            off = ext.end;
-            const id = readTlv(der, ext.body, ext.end);
-            if (!der.subarray(id.start, id.end).equals(OID.subjectKeyIdentifier)) continue;
-            let value = readTlv(der, id.end, ext.end);
-            if (value.tag === TAG.BOOLEAN) value = readTlv(der, value.end, ext.end);
-            const keyId = readTlv(der, value.body, value.end);
-            caKeyId = Buffer.from(der.subarray(keyId.body, keyId.end));
-          }
+        try {
+          ({ subject, keyId: caKeyId } = parseCaCertificate(cert.raw));
+        } catch (err) {
+          throw new CertificateInputError("caCertPem", `unexpected encoding: ${err.message}`);
         }
-        caKeyId ??= keyIdentifier(spkiKeyBits(caSpki));
         this.caCertPem = caCertPem;
         this.#signKey = { key, dsaEncoding: "der" };
-        this.#algAndIssuer = Buffer.concat([SIG_ALG, der.subarray(subject.start, subject.end)]);
-        this.#aki = akiExtension(caKeyId);
+        this.#algAndIssuer = Buffer.concat([SIG_ALG, subject]);
+        this.#aki = akiExtension(caKeyId ?? keyIdentifier(spkiKeyBits(caSpki)));
       }
       issue(opts) {
-        const [nb, na] = checkValidity(opts.notBefore, opts.notAfter);
+        const validity = encodeValidity(opts.notBefore, opts.notAfter);
         const eku = ekuExtension(opts.extKeyUsage);
-        const subject = encodeName(opts.commonName, opts.organizations);
+        const subject = encodeName(opts.commonName, opts.organizations, "organizations");
         const san = encodeSan(opts);
         const serial = encodeSerial(opts.serial ?? randomSerial());
-        const { spki, bits, rsa: rsa2 } = checkPublicKey(opts.publicKey);
-        const fixed = rsa2 ? LEAF_FIXED_EXTS.rsa : LEAF_FIXED_EXTS.nonRsa;
-        const ski = skiExtension(keyIdentifier(bits));
+        const key = checkPublicKey(opts.publicKey);
+        const ski = skiExtension(keyIdentifier(key.bits));
+        const fixed = key.rsa ? LEAF_FIXED_EXTS_RSA : LEAF_FIXED_EXTS;
         const extensions = san ? tlv(TAG.SEQUENCE, fixed, eku, san, this.#aki, ski) : tlv(TAG.SEQUENCE, fixed, eku, this.#aki, ski);
         const tbs = tlv(
           TAG.SEQUENCE,
           VERSION_3,
           serial.der,
           this.#algAndIssuer,
-          tlv(TAG.SEQUENCE, encodeTime(nb), encodeTime(na)),
+          validity.der,
           subject,
-          spki,
+          key.spki,
           tlv(ctxCons(3), extensions)
         );
         const der = signCertificate(tbs, this.#signKey);
-        return { pem: toPem(der), der, serialHex: serial.hex, notAfter: new Date(na) };
+        return { pem: toPem(der), der, serialHex: serial.hex, notAfter: new Date(validity.notAfter) };
       }
     };
   }
@@ -1226,44 +2377,47 @@ var init_x509 = __esm({
 var authorities_exports = {};
 __export(authorities_exports, {
   Authorities: () => Authorities,
-  createAuthorityRecords: () => createAuthorityRecords
+  createAuthorityRecord: () => createAuthorityRecord
 });
 import { createPrivateKey, generateKeyPairSync as generateKeyPairSync2, randomUUID } from "node:crypto";
-function createAuthorityRecords(clusterName, now = /* @__PURE__ */ new Date()) {
+function createAuthorityRecord(name2, clusterName, now = /* @__PURE__ */ new Date()) {
   const createdAt = now.toISOString();
-  const tlsKey = generateKeyPairSync2("ec", { namedCurve: "P-256" }).privateKey;
-  const tlsCert = createSelfSignedCA({
-    key: tlsKey,
-    commonName: `idbot TLS CA (${clusterName})`,
-    organization: "idbot",
-    notBefore: new Date(now.getTime() - 6e4),
-    notAfter: new Date(now.getTime() + CA_LIFETIME_MS)
-  });
-  const sshUser = generateKeyPairSync2("ed25519").privateKey;
-  const sshHost = generateKeyPairSync2("ed25519").privateKey;
-  const jwtKey = generateKeyPairSync2("ec", { namedCurve: "P-256" }).privateKey;
   const pem2 = (k) => k.export({ format: "pem", type: "pkcs8" }).toString();
-  return [
-    { name: "tls", privateKeyPem: pem2(tlsKey), publicMaterial: tlsCert, createdAt },
-    {
-      name: "ssh_user",
-      privateKeyPem: pem2(sshUser),
-      publicMaterial: new SshCertificateAuthority(sshUser).publicKeyLine("idbot-user-ca"),
-      createdAt
-    },
-    {
-      name: "ssh_host",
-      privateKeyPem: pem2(sshHost),
-      publicMaterial: new SshCertificateAuthority(sshHost).publicKeyLine("idbot-host-ca"),
-      createdAt
-    },
-    { name: "jwt", privateKeyPem: pem2(jwtKey), publicMaterial: randomUUID(), createdAt }
-  ];
+  const p256 = () => generateKeyPairSync2("ec", { namedCurve: "P-256" }).privateKey;
+  const x509Ca = (commonName) => {
+    const key = p256();
+    const cert = createSelfSignedCA({
+      key,
+      commonName,
+      organization: "idbot",
+      notBefore: new Date(now.getTime() - 6e4),
+      notAfter: new Date(now.getTime() + CA_LIFETIME_MS)
+    });
+    return { name: name2, privateKeyPem: pem2(key), publicMaterial: cert, createdAt };
+  };
+  const sshCa = (comment) => {
+    const key = generateKeyPairSync2("ed25519").privateKey;
+    return { name: name2, privateKeyPem: pem2(key), publicMaterial: new SshCertificateAuthority(key).publicKeyLine(comment), createdAt };
+  };
+  switch (name2) {
+    case "tls":
+      return x509Ca(`idbot TLS CA (${clusterName})`);
+    case "spiffe":
+      return x509Ca(`idbot SPIFFE CA (${clusterName})`);
+    case "ssh_user":
+      return sshCa("idbot-user-ca");
+    case "ssh_host":
+      return sshCa("idbot-host-ca");
+    case "jwt":
+    case "jwt_previous":
+      return { name: name2, privateKeyPem: pem2(p256()), publicMaterial: randomUUID(), createdAt };
+  }
 }
 var CA_LIFETIME_MS, Authorities;
 var init_authorities = __esm({
   "src/server/ca/authorities.ts"() {
     "use strict";
+    init_jwt();
     init_ssh2();
     init_x509();
     CA_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1e3;
@@ -1271,8 +2425,8 @@ var init_authorities = __esm({
       tls;
       sshUser;
       sshHost;
-      jwtKey;
-      jwtKid;
+      spiffe;
+      jwt;
       constructor(records) {
         const get = (name2) => {
           const r = records.find((x) => x.name === name2);
@@ -1283,9 +2437,11 @@ var init_authorities = __esm({
         this.tls = new X509Issuer(createPrivateKey(tls.privateKeyPem), tls.publicMaterial);
         this.sshUser = new SshCertificateAuthority(createPrivateKey(get("ssh_user").privateKeyPem));
         this.sshHost = new SshCertificateAuthority(createPrivateKey(get("ssh_host").privateKeyPem));
-        const jwt2 = get("jwt");
-        this.jwtKey = createPrivateKey(jwt2.privateKeyPem);
-        this.jwtKid = jwt2.publicMaterial;
+        const spiffe = get("spiffe");
+        this.spiffe = new X509Issuer(createPrivateKey(spiffe.privateKeyPem), spiffe.publicMaterial);
+        const jwtKey = (r) => ({ kid: r.publicMaterial, privateKey: createPrivateKey(r.privateKeyPem) });
+        const previous = records.find((x) => x.name === "jwt_previous");
+        this.jwt = new JwtIssuer(jwtKey(get("jwt")), previous ? jwtKey(previous) : void 0);
       }
       get tlsCaPem() {
         return this.tls.caCertPem;
@@ -1297,918 +2453,6 @@ var init_authorities = __esm({
         return this.sshHost.publicKeyLine("idbot-host-ca");
       }
     };
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/buffer_utils.js
-function concat(...buffers) {
-  const size = buffers.reduce((acc, { length }) => acc + length, 0), buf = new Uint8Array(size);
-  let i = 0;
-  for (const buffer of buffers)
-    buf.set(buffer, i), i += buffer.length;
-  return buf;
-}
-function encode(string4) {
-  if (typeof string4 == "string" && string4.length >= 128) {
-    if (NON_ASCII.test(string4))
-      throw new TypeError("non-ASCII string encountered in encode()");
-    return encoder.encode(string4);
-  }
-  const bytes = new Uint8Array(string4.length);
-  for (let i = 0; i < string4.length; i++) {
-    const code = string4.charCodeAt(i);
-    if (code > 127)
-      throw new TypeError("non-ASCII string encountered in encode()");
-    bytes[i] = code;
-  }
-  return bytes;
-}
-function decodeBase64(encoded, url2 = false) {
-  if (Uint8Array.fromBase64)
-    return Uint8Array.fromBase64(encoded, { alphabet: url2 ? "base64url" : "base64" });
-  if (url2) {
-    if (encoded.includes("+") || encoded.includes("/"))
-      throw new TypeError("Invalid base64url");
-    encoded = encoded.replace(/-/g, "+").replace(/_/g, "/");
-  }
-  const binary = atob(encoded), bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++)
-    bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-var encoder, decoder, strictDecoder, UINT32_RANGE, NON_ASCII;
-var init_buffer_utils = __esm({
-  "node_modules/jose/dist/webapi/lib/buffer_utils.js"() {
-    encoder = new TextEncoder();
-    decoder = new TextDecoder();
-    strictDecoder = new TextDecoder("utf-8", { fatal: true });
-    UINT32_RANGE = 2 ** 32;
-    NON_ASCII = /[^\x00-\x7f]/;
-  }
-});
-
-// node_modules/jose/dist/webapi/util/errors.js
-var errors_exports = {};
-__export(errors_exports, {
-  JOSEAlgNotAllowed: () => JOSEAlgNotAllowed,
-  JOSEError: () => JOSEError,
-  JOSENotSupported: () => JOSENotSupported,
-  JWEDecryptionFailed: () => JWEDecryptionFailed,
-  JWEInvalid: () => JWEInvalid,
-  JWKInvalid: () => JWKInvalid,
-  JWKSInvalid: () => JWKSInvalid,
-  JWKSMultipleMatchingKeys: () => JWKSMultipleMatchingKeys,
-  JWKSNoMatchingKey: () => JWKSNoMatchingKey,
-  JWKSTimeout: () => JWKSTimeout,
-  JWSInvalid: () => JWSInvalid,
-  JWSSignatureVerificationFailed: () => JWSSignatureVerificationFailed,
-  JWTClaimValidationFailed: () => JWTClaimValidationFailed,
-  JWTExpired: () => JWTExpired,
-  JWTInvalid: () => JWTInvalid
-});
-var JOSEError, JWTClaimValidationFailed, JWTExpired, JOSEAlgNotAllowed, JOSENotSupported, JWEDecryptionFailed, JWEInvalid, JWSInvalid, JWTInvalid, JWKInvalid, JWKSInvalid, JWKSNoMatchingKey, JWKSMultipleMatchingKeys, JWKSTimeout, JWSSignatureVerificationFailed;
-var init_errors = __esm({
-  "node_modules/jose/dist/webapi/util/errors.js"() {
-    JOSEError = class extends Error {
-      static code = "ERR_JOSE_GENERIC";
-      code = "ERR_JOSE_GENERIC";
-      constructor(message2, options) {
-        super(message2, options), this.name = this.constructor.name, Error.captureStackTrace?.(this, this.constructor);
-      }
-    };
-    JWTClaimValidationFailed = class extends JOSEError {
-      static code = "ERR_JWT_CLAIM_VALIDATION_FAILED";
-      code = "ERR_JWT_CLAIM_VALIDATION_FAILED";
-      claim;
-      reason;
-      payload;
-      constructor(message2, payload, claim2 = "unspecified", reason = "unspecified") {
-        super(message2, { cause: { claim: claim2, reason, payload } }), this.claim = claim2, this.reason = reason, this.payload = payload;
-      }
-    };
-    JWTExpired = class extends JOSEError {
-      static code = "ERR_JWT_EXPIRED";
-      code = "ERR_JWT_EXPIRED";
-      claim;
-      reason;
-      payload;
-      constructor(message2, payload, claim2 = "unspecified", reason = "unspecified") {
-        super(message2, { cause: { claim: claim2, reason, payload } }), this.claim = claim2, this.reason = reason, this.payload = payload;
-      }
-    };
-    JOSEAlgNotAllowed = class extends JOSEError {
-      static code = "ERR_JOSE_ALG_NOT_ALLOWED";
-      code = "ERR_JOSE_ALG_NOT_ALLOWED";
-    };
-    JOSENotSupported = class extends JOSEError {
-      static code = "ERR_JOSE_NOT_SUPPORTED";
-      code = "ERR_JOSE_NOT_SUPPORTED";
-    };
-    JWEDecryptionFailed = class extends JOSEError {
-      static code = "ERR_JWE_DECRYPTION_FAILED";
-      code = "ERR_JWE_DECRYPTION_FAILED";
-      constructor(message2 = "decryption operation failed", options) {
-        super(message2, options);
-      }
-    };
-    JWEInvalid = class extends JOSEError {
-      static code = "ERR_JWE_INVALID";
-      code = "ERR_JWE_INVALID";
-    };
-    JWSInvalid = class extends JOSEError {
-      static code = "ERR_JWS_INVALID";
-      code = "ERR_JWS_INVALID";
-    };
-    JWTInvalid = class extends JOSEError {
-      static code = "ERR_JWT_INVALID";
-      code = "ERR_JWT_INVALID";
-    };
-    JWKInvalid = class extends JOSEError {
-      static code = "ERR_JWK_INVALID";
-      code = "ERR_JWK_INVALID";
-    };
-    JWKSInvalid = class extends JOSEError {
-      static code = "ERR_JWKS_INVALID";
-      code = "ERR_JWKS_INVALID";
-    };
-    JWKSNoMatchingKey = class extends JOSEError {
-      static code = "ERR_JWKS_NO_MATCHING_KEY";
-      code = "ERR_JWKS_NO_MATCHING_KEY";
-      constructor(message2 = "no applicable key found in the JSON Web Key Set", options) {
-        super(message2, options);
-      }
-    };
-    JWKSMultipleMatchingKeys = class extends JOSEError {
-      [Symbol.asyncIterator] = async function* () {
-      };
-      static code = "ERR_JWKS_MULTIPLE_MATCHING_KEYS";
-      code = "ERR_JWKS_MULTIPLE_MATCHING_KEYS";
-      constructor(message2 = "multiple matching keys found in the JSON Web Key Set", options) {
-        super(message2, options);
-      }
-    };
-    JWKSTimeout = class extends JOSEError {
-      static code = "ERR_JWKS_TIMEOUT";
-      code = "ERR_JWKS_TIMEOUT";
-      constructor(message2 = "request timed out", options) {
-        super(message2, options);
-      }
-    };
-    JWSSignatureVerificationFailed = class extends JOSEError {
-      static code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
-      code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
-      constructor(message2 = "signature verification failed", options) {
-        super(message2, options);
-      }
-    };
-  }
-});
-
-// node_modules/jose/dist/webapi/util/base64url.js
-function decode(input2) {
-  try {
-    return decodeBase64(typeof input2 == "string" ? input2 : decoder.decode(input2), true);
-  } catch (cause) {
-    throw new TypeError(invalid, { cause });
-  }
-}
-var invalid;
-var init_base64url = __esm({
-  "node_modules/jose/dist/webapi/util/base64url.js"() {
-    init_buffer_utils();
-    invalid = "The input to be decoded is not correctly encoded.";
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/validate.js
-function isObject(input2) {
-  if (typeof input2 != "object" || input2 === null || Object.prototype.toString.call(input2) !== "[object Object]")
-    return false;
-  const prototype = Object.getPrototypeOf(input2);
-  return prototype === null || Object.getPrototypeOf(prototype) === null;
-}
-function isJwkSet(input2) {
-  return isObject(input2) && Array.isArray(input2.keys) && Array.from(input2.keys).every(isObject);
-}
-function isDisjoint(...headers) {
-  const parameters = /* @__PURE__ */ new Set();
-  for (const header2 of headers)
-    if (header2)
-      for (const parameter of Object.keys(header2)) {
-        if (parameters.has(parameter))
-          return false;
-        parameters.add(parameter);
-      }
-  return true;
-}
-function decodeBase64url(value, label, ErrorClass) {
-  try {
-    return decode(value);
-  } catch (cause) {
-    throw new ErrorClass(`Failed to base64url decode the ${label}`, { cause });
-  }
-}
-function encodeAsciiMember(value, label, ErrorClass) {
-  try {
-    return encode(value);
-  } catch (cause) {
-    throw new ErrorClass(`The ${label} is not a valid base64url string`, { cause });
-  }
-}
-function parseJoseHeader(encodedProtectedHeader, ErrorClass, message2) {
-  let parsed;
-  try {
-    parsed = JSON.parse(strictDecoder.decode(decode(encodedProtectedHeader)));
-  } catch (cause) {
-    throw new ErrorClass(message2, { cause });
-  }
-  if (!isObject(parsed))
-    throw new ErrorClass(message2);
-  return parsed;
-}
-function validateAlgorithms(option, algorithms) {
-  if (algorithms !== void 0 && (!Array.isArray(algorithms) || algorithms.some((s) => typeof s != "string")))
-    throw new TypeError(`"${option}" option must be an array of strings`);
-  return algorithms === void 0 ? void 0 : new Set(algorithms);
-}
-function validateCrit(Err, recognizedDefault, recognizedOption, protectedHeader, joseHeader) {
-  if (joseHeader.crit !== void 0 && protectedHeader?.crit === void 0)
-    throw new Err('"crit" (Critical) Header Parameter MUST be integrity protected');
-  if (!protectedHeader || protectedHeader.crit === void 0)
-    return [];
-  if (!Array.isArray(protectedHeader.crit) || protectedHeader.crit.length === 0 || protectedHeader.crit.some((input2) => typeof input2 != "string" || input2.length === 0))
-    throw new Err('"crit" (Critical) Header Parameter MUST be an array of non-empty strings when present');
-  const recognized = recognizedOption === void 0 ? recognizedDefault : { __proto__: null, ...recognizedOption, ...recognizedDefault };
-  for (const parameter of protectedHeader.crit) {
-    if (!(parameter in recognized))
-      throw new JOSENotSupported(`Extension Header Parameter "${parameter}" is not recognized`);
-    if (!Object.hasOwn(joseHeader, parameter) || joseHeader[parameter] === void 0)
-      throw new Err(`Extension Header Parameter "${parameter}" is missing`);
-    if (recognized[parameter] && (!Object.hasOwn(protectedHeader, parameter) || protectedHeader[parameter] === void 0))
-      throw new Err(`Extension Header Parameter "${parameter}" MUST be integrity protected`);
-  }
-  return protectedHeader.crit;
-}
-function validateB64(protectedHeader, extensions) {
-  if (extensions.includes("b64")) {
-    const b64 = protectedHeader.b64;
-    if (typeof b64 != "boolean")
-      throw new JWSInvalid('The "b64" (base64url-encode payload) Header Parameter must be a boolean');
-    return b64;
-  }
-  return true;
-}
-var JWS_RECOGNIZED;
-var init_validate = __esm({
-  "node_modules/jose/dist/webapi/lib/validate.js"() {
-    init_errors();
-    init_base64url();
-    init_buffer_utils();
-    JWS_RECOGNIZED = { __proto__: null, b64: true };
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/key.js
-async function prepareKey(entry, key, usage) {
-  const { alg, secret } = entry, requiresPrivateKey = usage === "decrypt" || usage === "sign";
-  if (secret && key instanceof Uint8Array)
-    return key;
-  let normalized, keyObject;
-  if (isObject(key)) {
-    if (normalized = normalizeJwk(key), typeof normalized.kty != "string")
-      throw invalidKeyType(alg, key, secret);
-    if (!(secret ? normalized.kty === "oct" && typeof normalized.k == "string" : normalized.kty !== "oct" && (requiresPrivateKey ? normalized.kty === "AKP" && typeof normalized.priv == "string" || typeof normalized.d == "string" : normalized.d === void 0 && normalized.priv === void 0)))
-      throw new TypeError(secret ? 'JSON Web Key for symmetric algorithms must have JWK "kty" (Key Type) equal to "oct" and the JWK "k" (Key Value) present' : `JSON Web Key for this operation must be a ${requiresPrivateKey ? "private" : "public"} JWK`);
-    if (jwkMatchesOp(entry, normalized, usage), normalized.kty === "oct")
-      return decode(normalized.k);
-    if (!Object.isFrozen(key)) {
-      const { key_ops } = key;
-      Array.isArray(key_ops) && Object.freeze(key_ops), Object.freeze(key);
-    }
-  } else {
-    if (!isKeyLike(key))
-      throw invalidKeyType(alg, key, secret);
-    const expectedType = secret ? "secret" : requiresPrivateKey ? "private" : "public";
-    if (key.type !== expectedType && (secret || ["secret", "public", "private"].includes(key.type)))
-      throw new TypeError(`${tag(key)} instances must be of type "${expectedType}" for the ${alg} algorithm`);
-    if (isCryptoKey(key))
-      return key;
-    if (keyObject = key, keyObject.type === "secret")
-      return keyObject.export();
-  }
-  cache ||= /* @__PURE__ */ new WeakMap();
-  const cacheKey = key;
-  let cached2 = cache.get(cacheKey);
-  if (cached2?.[alg])
-    return cached2[alg];
-  if (cached2 || cache.set(cacheKey, cached2 = {}), keyObject && typeof keyObject.toCryptoKey == "function") {
-    const isPublic = keyObject.type === "public", crv = nist[keyObject.asymmetricKeyDetails?.namedCurve], params = entry.resolve?.({ crv, asymmetricKeyType: keyObject.asymmetricKeyType }) ?? entry.subtle;
-    return cached2[alg] = keyObject.toCryptoKey(params, isPublic, entry.usages[isPublic ? 0 : 1]);
-  }
-  return normalized ??= keyObject.export({ format: "jwk" }), normalized.alg = alg, cached2[alg] = await jwkToKey(entry, normalized);
-}
-function message(msg, actual, ...types) {
-  if (types.length > 2) {
-    const last = types.pop();
-    msg += `one of type ${types.join(", ")}, or ${last}.`;
-  } else types.length === 2 ? msg += `one of type ${types[0]} or ${types[1]}.` : msg += `of type ${types[0]}.`;
-  return actual == null ? msg += ` Received ${actual}` : typeof actual == "function" && actual.name ? msg += ` Received function ${actual.name}` : typeof actual == "object" && actual != null && actual.constructor?.name && (msg += ` Received an instance of ${actual.constructor.name}`), msg;
-}
-function invalidKeyType(alg, actual, secret) {
-  const types = ["CryptoKey", "KeyObject", "JSON Web Key"];
-  return secret && types.push("Uint8Array"), new TypeError(message(`Key for the ${alg} algorithm must be `, actual, ...types));
-}
-function checkUsage(key, usage) {
-  if (usage && !key.usages.includes(usage))
-    throw new TypeError(`CryptoKey does not support this operation, its usages must include ${usage}.`);
-}
-function checkModulusLength(alg, key) {
-  const { modulusLength } = key.algorithm;
-  if (typeof modulusLength != "number" || modulusLength < 2048)
-    throw new TypeError(`${alg} requires key modulusLength to be 2048 bits or larger`);
-}
-function checkCryptoKey(key, expected, usage) {
-  const algorithm = key.algorithm;
-  if (algorithm.name !== expected.name)
-    throw unusable(expected.name);
-  if (expected.hash && algorithm.hash?.name !== expected.hash)
-    throw unusable(expected.hash, "algorithm.hash");
-  if (expected.namedCurve && algorithm.namedCurve !== expected.namedCurve)
-    throw unusable(expected.namedCurve, "algorithm.namedCurve");
-  if (expected.length !== void 0 && algorithm.length !== expected.length)
-    throw unusable(expected.length, "algorithm.length");
-  checkUsage(key, usage);
-}
-function snapshotJwk(jwk) {
-  return { __proto__: null, ...jwk };
-}
-function normalizeJwk(jwk) {
-  const normalized = snapshotJwk(jwk);
-  if (normalized.ext !== void 0 && typeof normalized.ext != "boolean")
-    throw new TypeError('"ext" (Extractable) Parameter must be a boolean');
-  if (normalized.key_ops !== void 0) {
-    const value = normalized.key_ops, keyOps = Array.isArray(value) ? [...value] : void 0;
-    if (!keyOps || keyOps.some((operation) => typeof operation != "string") || new Set(keyOps).size !== keyOps.length)
-      throw new TypeError('"key_ops" (Key Operations) Parameter must be an array of unique strings');
-    normalized.key_ops = keyOps;
-  }
-  return normalized;
-}
-async function jwkToKey(entry, jwk, extractable) {
-  if (!entry.kty.includes(jwk.kty))
-    throw new JOSENotSupported('Invalid or unsupported JWK "alg" (Algorithm) Parameter value');
-  const algorithm = entry.resolve?.({ kty: jwk.kty, crv: jwk.crv }) ?? entry.subtle, isPrivate = !!(jwk.d || jwk.priv), keyData = { ...jwk, ext: extractable ?? jwk.ext };
-  return keyData.kty !== "AKP" && delete keyData.alg, delete keyData.use, crypto.subtle.importKey("jwk", keyData, algorithm, keyData.ext ?? !isPrivate, jwk.key_ops ?? entry.usages[isPrivate ? 1 : 0]);
-}
-async function rawKey(key, expected, usage, extractable = false) {
-  return key instanceof Uint8Array && (key = await crypto.subtle.importKey("raw", key, expected, extractable, [usage])), checkCryptoKey(key, expected, usage), key;
-}
-var tag, jwkMatchesOp, cache, nist, isCryptoKey, isKeyObject, isKeyLike, unusable;
-var init_key = __esm({
-  "node_modules/jose/dist/webapi/lib/key.js"() {
-    init_validate();
-    init_base64url();
-    init_errors();
-    tag = (key) => key[Symbol.toStringTag];
-    jwkMatchesOp = (entry, key, usage) => {
-      const { alg } = entry;
-      if (key.use !== void 0) {
-        const expected = usage === "sign" || usage === "verify" ? "sig" : "enc";
-        if (key.use !== expected)
-          throw new TypeError(`Invalid key for this operation, its "use" must be "${expected}" when present`);
-      }
-      if (key.kty === "AKP" && key.alg === void 0)
-        throw new TypeError('missing "alg" (Algorithm) Parameter value');
-      if (key.alg !== void 0 && key.alg !== alg)
-        throw new TypeError(`Invalid key for this operation, its "alg" must be "${alg}" when present`);
-      if (Array.isArray(key.key_ops)) {
-        const expectedKeyOp = usage === "encrypt" || usage === "decrypt" ? entry.ops?.[usage === "encrypt" ? 0 : 1] : usage;
-        if (expectedKeyOp && !key.key_ops.includes(expectedKeyOp))
-          throw new TypeError(`Invalid key for this operation, its "key_ops" must include "${expectedKeyOp}" when present`);
-      }
-    };
-    nist = {
-      __proto__: null,
-      prime256v1: "P-256",
-      secp384r1: "P-384",
-      secp521r1: "P-521"
-    };
-    isCryptoKey = (key) => {
-      if (key?.[Symbol.toStringTag] === "CryptoKey")
-        return true;
-      try {
-        return key instanceof CryptoKey;
-      } catch {
-        return false;
-      }
-    };
-    isKeyObject = (key) => key?.[Symbol.toStringTag] === "KeyObject";
-    isKeyLike = (key) => isCryptoKey(key) || isKeyObject(key);
-    unusable = (name2, prop = "algorithm.name") => new TypeError(`CryptoKey does not support this operation, its ${prop} must be ${name2}`);
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/key_descriptor.js
-function table(entries) {
-  const out = { __proto__: null };
-  for (const alg in entries)
-    out[alg] = { ...entries[alg], alg };
-  return out;
-}
-var init_key_descriptor = __esm({
-  "node_modules/jose/dist/webapi/lib/key_descriptor.js"() {
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/jws_algorithms.js
-function hmac(bits) {
-  const subtle = { name: "HMAC", hash: `SHA-${bits}` };
-  return { kty: ["oct"], secret: true, subtle, signing: subtle, usages: sig };
-}
-function rsa(bits, saltLength) {
-  const subtle = { name: saltLength ? "RSA-PSS" : "RSASSA-PKCS1-v1_5", hash: `SHA-${bits}` };
-  return {
-    kty: ["RSA"],
-    subtle,
-    signing: saltLength ? { ...subtle, saltLength } : subtle,
-    usages: sig,
-    minRsaBits: 2048
-  };
-}
-function ecdsa(crv, bits) {
-  return {
-    kty: ["EC"],
-    crv,
-    subtle: { name: "ECDSA", namedCurve: crv },
-    signing: { name: "ECDSA", hash: `SHA-${bits}` },
-    usages: sig
-  };
-}
-function eddsa() {
-  const subtle = { name: "Ed25519" };
-  return {
-    kty: ["OKP"],
-    crv: "Ed25519",
-    subtle,
-    signing: subtle,
-    usages: sig
-  };
-}
-function mldsa(parameterSet) {
-  const subtle = { name: `ML-DSA-${parameterSet}` };
-  return {
-    kty: ["AKP"],
-    subtle,
-    signing: subtle,
-    usages: sig
-  };
-}
-function jwsAlgorithm(alg) {
-  const entry = typeof alg == "string" ? JWS[alg] : void 0;
-  if (!entry)
-    throw new JOSENotSupported(`alg ${alg} is not supported either by JOSE or your javascript runtime`);
-  return entry;
-}
-var sig, JWS;
-var init_jws_algorithms = __esm({
-  "node_modules/jose/dist/webapi/lib/jws_algorithms.js"() {
-    init_errors();
-    init_key_descriptor();
-    sig = [["verify"], ["sign"]];
-    JWS = table({
-      HS256: hmac(256),
-      HS384: hmac(384),
-      HS512: hmac(512),
-      RS256: rsa(256),
-      RS384: rsa(384),
-      RS512: rsa(512),
-      PS256: rsa(256, 32),
-      PS384: rsa(384, 48),
-      PS512: rsa(512, 64),
-      ES256: ecdsa("P-256", 256),
-      ES384: ecdsa("P-384", 384),
-      ES512: ecdsa("P-521", 512),
-      EdDSA: eddsa(),
-      Ed25519: eddsa(),
-      "ML-DSA-44": mldsa(44),
-      "ML-DSA-65": mldsa(65),
-      "ML-DSA-87": mldsa(87)
-    });
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/jws_verify.js
-function prepareVerify(options) {
-  return [options && validateAlgorithms("algorithms", options.algorithms), options?.crit];
-}
-function parseProtectedHeader(encodedProtectedHeader) {
-  return encodedProtectedHeader === void 0 ? {} : parseJoseHeader(encodedProtectedHeader, JWSInvalid, "JWS Protected Header is invalid");
-}
-function encodeCompactUnencodedPayload(payload) {
-  try {
-    return encode(payload);
-  } catch (cause) {
-    throw new JWSInvalid("JWS Compact Serialization payload must use only ASCII characters", {
-      cause
-    });
-  }
-}
-async function verifySignature(jws, shared, key, encodeUnencodedPayload, parsedProtected) {
-  const { protected: encodedProtectedHeader, header: header2, payload: inputPayload } = jws, protectedHeader = parsedProtected ?? parseProtectedHeader(encodedProtectedHeader);
-  if (!isDisjoint(protectedHeader, header2))
-    throw new JWSInvalid("JWS Protected and JWS Unprotected Header Parameter names must be disjoint");
-  const joseHeader = { ...protectedHeader, ...header2 }, b64 = validateB64(protectedHeader, validateCrit(JWSInvalid, JWS_RECOGNIZED, shared[1], protectedHeader, joseHeader)), { alg } = joseHeader;
-  if (typeof alg != "string" || !alg)
-    throw new JWSInvalid('JWS "alg" (Algorithm) Header Parameter missing or invalid');
-  if (shared[0] && !shared[0].has(alg))
-    throw new JOSEAlgNotAllowed('"alg" (Algorithm) Header Parameter value not allowed');
-  if (b64) {
-    if (typeof inputPayload != "string")
-      throw new JWSInvalid("JWS Payload must be a string");
-  } else if (typeof inputPayload != "string" && !(inputPayload instanceof Uint8Array))
-    throw new JWSInvalid("JWS Payload must be a string or an Uint8Array instance");
-  const signingPayload = b64 || typeof inputPayload != "string" ? inputPayload : encodeUnencodedPayload(inputPayload);
-  let resolvedKey = false;
-  typeof key == "function" && (key = await key(protectedHeader, jws), resolvedKey = true);
-  const entry = jwsAlgorithm(alg), signingInput = concat(encodedProtectedHeader !== void 0 ? encode(encodedProtectedHeader) : new Uint8Array(), encode("."), typeof signingPayload == "string" ? shared[2] ??= encodeAsciiMember(signingPayload, "payload", JWSInvalid) : signingPayload), signature = decodeBase64url(jws.signature, "signature", JWSInvalid), verificationKey = await prepareKey(entry, key, "verify"), cryptoKey = await rawKey(verificationKey, entry.subtle, "verify");
-  entry.minRsaBits && checkModulusLength(entry.alg, cryptoKey);
-  let verified = false;
-  try {
-    verified = await crypto.subtle.verify(entry.signing, cryptoKey, signature, signingInput);
-  } catch (cause) {
-    throw new JWSSignatureVerificationFailed(void 0, { cause });
-  }
-  if (!verified)
-    throw new JWSSignatureVerificationFailed();
-  const result = { payload: typeof signingPayload == "string" ? decodeBase64url(signingPayload, "payload", JWSInvalid) : signingPayload };
-  return encodedProtectedHeader !== void 0 && (result.protectedHeader = protectedHeader), header2 !== void 0 && (result.unprotectedHeader = header2), resolvedKey ? [{ ...result, key: verificationKey }, b64] : [result, b64];
-}
-async function verifyCompact(jws, shared, key) {
-  if (jws instanceof Uint8Array && (jws = decoder.decode(jws)), typeof jws != "string")
-    throw new JWSInvalid("Compact JWS must be a string or Uint8Array");
-  const { 0: protectedHeader, 1: payload, 2: signature, length } = jws.split(".");
-  if (length !== 3)
-    throw new JWSInvalid("Invalid Compact JWS");
-  return verifySignature({ payload, protected: protectedHeader, signature }, shared, key, encodeCompactUnencodedPayload);
-}
-var init_jws_verify = __esm({
-  "node_modules/jose/dist/webapi/lib/jws_verify.js"() {
-    init_jws_algorithms();
-    init_errors();
-    init_buffer_utils();
-    init_validate();
-    init_key();
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/jwt_claims_set.js
-function invalidDuration() {
-  throw new TypeError("Invalid time period format");
-}
-function secs(str) {
-  typeof str != "string" && invalidDuration();
-  const matched = REGEX.exec(str);
-  (!matched || matched[4] && matched[1]) && invalidDuration();
-  const value = parseFloat(matched[2]), durationSeconds = Math.round(value * multipliers[matched[3][0].toLowerCase()]);
-  return Number.isFinite(durationSeconds) || invalidDuration(), matched[1] === "-" || matched[4]?.toLowerCase() === "ago" ? -durationSeconds : durationSeconds;
-}
-function validateInput(label, input2) {
-  if (!Number.isFinite(input2))
-    throw new TypeError(`Invalid ${label} input`);
-  return input2;
-}
-function validateNumericDate(claimsSet, claim2, required3 = false) {
-  const value = claimsSet[claim2];
-  if (!(value === void 0 && !required3)) {
-    if (typeof value != "number")
-      throw new JWTClaimValidationFailed(`"${claim2}" claim must be a number`, claimsSet, claim2, "invalid");
-    return value;
-  }
-}
-function unexpectedClaim(claimsSet, claim2) {
-  throw new JWTClaimValidationFailed(`unexpected "${claim2}" claim value`, claimsSet, claim2, checkFailed);
-}
-function validateClaimsSet(protectedHeader, claimsSetBytes, options = {}) {
-  let claimsSet;
-  try {
-    claimsSet = JSON.parse(strictDecoder.decode(claimsSetBytes));
-  } catch (cause) {
-    throw new JWTInvalid("JWT Claims Set must be a top-level JSON object", { cause });
-  }
-  if (!isObject(claimsSet))
-    throw new JWTInvalid("JWT Claims Set must be a top-level JSON object");
-  const { typ } = options;
-  if (typ !== void 0 && (typeof protectedHeader.typ != "string" || normalizeTyp(protectedHeader.typ) !== normalizeTyp(typ)))
-    throw new JWTClaimValidationFailed('unexpected "typ" JWT header value', claimsSet, "typ", checkFailed);
-  const { requiredClaims = [], issuer, subject, audience, maxTokenAge } = options, presenceCheck = [...requiredClaims];
-  maxTokenAge !== void 0 && presenceCheck.push("iat"), audience !== void 0 && presenceCheck.push("aud"), subject !== void 0 && presenceCheck.push("sub"), issuer !== void 0 && presenceCheck.push("iss");
-  for (const claim2 of new Set(presenceCheck.reverse()))
-    if (!Object.hasOwn(claimsSet, claim2))
-      throw new JWTClaimValidationFailed(`missing required "${claim2}" claim`, claimsSet, claim2, "missing");
-  issuer !== void 0 && !(Array.isArray(issuer) ? issuer : [issuer]).includes(claimsSet.iss) && unexpectedClaim(claimsSet, "iss"), subject !== void 0 && claimsSet.sub !== subject && unexpectedClaim(claimsSet, "sub"), audience !== void 0 && !checkAudiencePresence(claimsSet.aud, typeof audience == "string" ? [audience] : audience) && unexpectedClaim(claimsSet, "aud");
-  const { clockTolerance } = options;
-  let tolerance = 0;
-  if (typeof clockTolerance == "string")
-    tolerance = secs(clockTolerance);
-  else if (clockTolerance !== void 0) {
-    if (typeof clockTolerance != "number")
-      throw new TypeError("Invalid clockTolerance option type");
-    tolerance = clockTolerance;
-  }
-  if (validateInput("clockTolerance option", tolerance), tolerance < 0)
-    throw new TypeError("Invalid clockTolerance option input");
-  const { currentDate } = options, now = validateInput("currentDate option", epoch(currentDate === void 0 ? /* @__PURE__ */ new Date() : currentDate)), iat = validateNumericDate(claimsSet, "iat", maxTokenAge !== void 0), nbf = validateNumericDate(claimsSet, "nbf");
-  if (nbf !== void 0 && nbf > now + tolerance)
-    throw new JWTClaimValidationFailed('"nbf" claim timestamp check failed', claimsSet, "nbf", checkFailed);
-  const exp = validateNumericDate(claimsSet, "exp");
-  if (exp !== void 0 && exp <= now - tolerance)
-    throw new JWTExpired('"exp" claim timestamp check failed', claimsSet, "exp", checkFailed);
-  if (maxTokenAge !== void 0) {
-    const age = now - iat, max = validateInput("maxTokenAge option", typeof maxTokenAge == "number" ? maxTokenAge : secs(maxTokenAge));
-    if (max < 0)
-      throw new TypeError("Invalid maxTokenAge option input");
-    if (age - tolerance > max)
-      throw new JWTExpired('"iat" claim timestamp check failed (too far in the past)', claimsSet, "iat", checkFailed);
-    if (age < -tolerance)
-      throw new JWTClaimValidationFailed('"iat" claim timestamp check failed (it should be in the past)', claimsSet, "iat", checkFailed);
-  }
-  return claimsSet;
-}
-var epoch, multipliers, REGEX, checkFailed, normalizeTyp, checkAudiencePresence;
-var init_jwt_claims_set = __esm({
-  "node_modules/jose/dist/webapi/lib/jwt_claims_set.js"() {
-    init_errors();
-    init_buffer_utils();
-    init_validate();
-    epoch = (date5) => Math.floor(date5.getTime() / 1e3);
-    multipliers = {
-      s: 1,
-      m: 60,
-      h: 3600,
-      d: 86400,
-      w: 604800,
-      y: 31557600
-    };
-    REGEX = /^(\+|\-)? ?(\d+|\d+\.\d+) ?(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w|years?|yrs?|y)(?: (ago|from now))?$/i;
-    checkFailed = "check_failed";
-    normalizeTyp = (value) => {
-      const normalized = value.toLowerCase();
-      return value.includes("/") ? normalized : `application/${normalized}`;
-    };
-    checkAudiencePresence = (audPayload, audOption) => typeof audPayload == "string" ? audOption.includes(audPayload) : Array.isArray(audPayload) ? audOption.some((aud) => audPayload.includes(aud)) : false;
-  }
-});
-
-// node_modules/jose/dist/webapi/jwt/verify.js
-async function jwtVerify(jwt2, key, options) {
-  const [verified, b64] = await verifyCompact(jwt2, prepareVerify(options), key);
-  if (!b64)
-    throw new JWTInvalid("JWTs MUST NOT use unencoded payload");
-  const payload = validateClaimsSet(verified.protectedHeader, verified.payload, options);
-  return { ...verified, payload };
-}
-var init_verify = __esm({
-  "node_modules/jose/dist/webapi/jwt/verify.js"() {
-    init_jws_verify();
-    init_jwt_claims_set();
-    init_errors();
-  }
-});
-
-// node_modules/jose/dist/webapi/jwks/local.js
-function isUsableJWK(jwk, entry, alg, kid) {
-  const { kty, key_ops: keyOps, ext, kid: jwkKid, alg: jwkAlg, use, crv } = jwk;
-  return (ext === void 0 || typeof ext == "boolean") && (keyOps === void 0 || Array.isArray(keyOps) && keyOps.every((operation, index) => typeof operation == "string" && keyOps.indexOf(operation) === index) && keyOps.includes("verify")) && entry.kty.includes(kty) && (kid === void 0 || typeof kid == "string" && kid === jwkKid) && (jwkAlg === void 0 ? kty !== "AKP" : alg === jwkAlg) && (use === void 0 || use === "sig") && (!entry.crv || crv === entry.crv);
-}
-async function importWithAlgCache(cache2, jwk, entry) {
-  const cached2 = cache2.get(jwk) || cache2.set(jwk, {}).get(jwk), { alg } = entry;
-  if (cached2[alg] === void 0) {
-    const pending = jwkToKey(entry, jwk, true).then((key) => {
-      if (key.type !== "public")
-        throw new JWKSInvalid("JSON Web Key Set members must be public keys");
-      return cached2[alg] = key, key;
-    }).catch((error62) => {
-      throw cached2[alg] === pending && delete cached2[alg], error62;
-    });
-    cached2[alg] = pending;
-  }
-  return cached2[alg];
-}
-function createLocalJWKSet(jwks) {
-  let snapshot;
-  try {
-    snapshot = structuredClone(jwks);
-  } catch (cause) {
-    throw new JWKSInvalid("JSON Web Key Set malformed", { cause });
-  }
-  if (!isJwkSet(snapshot))
-    throw new JWKSInvalid("JSON Web Key Set malformed");
-  const metadata2 = snapshot.keys.map((jwk) => {
-    const normalized = snapshotJwk(jwk);
-    return Array.isArray(normalized.key_ops) && (normalized.key_ops = [...normalized.key_ops]), normalized;
-  }), cached2 = /* @__PURE__ */ new WeakMap();
-  return Object.defineProperty(async (protectedHeader, token) => {
-    const { alg, kid } = { ...protectedHeader, ...token?.header }, entry = typeof alg == "string" ? JWS[alg] : void 0;
-    if (!entry || entry.secret)
-      throw new JOSENotSupported('Unsupported "alg" value for a JSON Web Key Set');
-    const candidates = snapshot.keys.filter((_, index) => isUsableJWK(metadata2[index], entry, alg, kid)), { 0: jwk, length } = candidates;
-    if (!length)
-      throw new JWKSNoMatchingKey();
-    if (length !== 1) {
-      const error62 = new JWKSMultipleMatchingKeys();
-      throw error62[Symbol.asyncIterator] = async function* () {
-        for (const jwk2 of candidates)
-          try {
-            yield await importWithAlgCache(cached2, jwk2, entry);
-          } catch {
-          }
-      }, error62;
-    }
-    return importWithAlgCache(cached2, jwk, entry);
-  }, "jwks", {
-    value: () => structuredClone(snapshot)
-  });
-}
-var init_local = __esm({
-  "node_modules/jose/dist/webapi/jwks/local.js"() {
-    init_key();
-    init_jws_algorithms();
-    init_errors();
-    init_validate();
-  }
-});
-
-// node_modules/jose/dist/webapi/jwks/remote.js
-function isCloudflareWorkers() {
-  return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
-}
-async function fetchJwks(url2, headers, signal, fetchImpl = fetch) {
-  const response = await fetchImpl(url2, {
-    method: "GET",
-    signal,
-    redirect: "manual",
-    headers
-  }).catch((err) => {
-    throw err.name === "TimeoutError" ? new JWKSTimeout(void 0, { cause: err }) : err;
-  });
-  if (response.status !== 200)
-    throw new JOSEError("Expected 200 OK from the JSON Web Key Set HTTP response");
-  try {
-    return await response.json();
-  } catch (cause) {
-    throw signal.aborted ? new JWKSTimeout(void 0, { cause }) : new JOSEError("Failed to parse the JSON Web Key Set HTTP response as JSON", { cause });
-  }
-}
-function isFreshFor(timestamp, duration4) {
-  return Number.isFinite(timestamp) && Date.now() < timestamp + duration4;
-}
-function validateDuration(value, fallback, option) {
-  if (Number.isNaN(value))
-    throw new TypeError(`"${option}" option must not be NaN`);
-  if (typeof value == "number" && value < 0)
-    throw new TypeError(`"${option}" option must not be negative`);
-  return typeof value == "number" ? value : fallback;
-}
-function createRemoteJWKSet(url2, options) {
-  if (!(url2 instanceof URL))
-    throw new TypeError("url must be an instance of URL");
-  const href = new URL(url2.href).href, opts = options ?? {}, timeoutOption = opts.timeoutDuration;
-  if (typeof timeoutOption == "number" && (!Number.isInteger(timeoutOption) || timeoutOption < 0))
-    throw new TypeError('"timeoutDuration" option must be a non-negative integer');
-  const timeoutDuration = typeof timeoutOption == "number" ? timeoutOption : 5e3, cooldownDuration = validateDuration(opts.cooldownDuration, 3e4, "cooldownDuration"), cacheMaxAge = validateDuration(opts.cacheMaxAge, 6e5, "cacheMaxAge"), headers = new Headers(opts.headers);
-  USER_AGENT && !headers.has("User-Agent") && headers.set("User-Agent", USER_AGENT), headers.has("accept") || headers.set("accept", "application/json, application/jwk-set+json");
-  const fetchImpl = opts[customFetch], cache2 = opts[jwksCache];
-  let jwksTimestamp, pendingFetch, reloadSequence = 0, appliedSequence = 0, local;
-  if (cache2 && typeof cache2 == "object") {
-    const { uat, jwks } = cache2;
-    isFreshFor(uat, cacheMaxAge) && isJwkSet(jwks) && (jwksTimestamp = uat, local = createLocalJWKSet(jwks));
-  }
-  const reload = async () => {
-    if (pendingFetch && isCloudflareWorkers() && (pendingFetch = void 0), !pendingFetch) {
-      const sequence = ++reloadSequence, current = pendingFetch = fetchJwks(href, headers, AbortSignal.timeout(timeoutDuration), fetchImpl).then((json2) => {
-        const next = createLocalJWKSet(json2);
-        if (sequence <= appliedSequence)
-          return;
-        local = next;
-        const updatedAt = Date.now();
-        cache2 && (cache2.uat = updatedAt, cache2.jwks = json2), jwksTimestamp = updatedAt, appliedSequence = sequence;
-      }).finally(() => {
-        pendingFetch === current && (pendingFetch = void 0);
-      });
-    }
-    await pendingFetch;
-  };
-  return Object.defineProperties(async (protectedHeader, token) => {
-    (!local || !isFreshFor(jwksTimestamp, cacheMaxAge)) && await reload();
-    try {
-      return await local(protectedHeader, token);
-    } catch (err) {
-      if (err instanceof JWKSNoMatchingKey && !isFreshFor(jwksTimestamp, cooldownDuration))
-        return await reload(), local(protectedHeader, token);
-      throw err;
-    }
-  }, {
-    coolingDown: {
-      get: () => isFreshFor(jwksTimestamp, cooldownDuration),
-      enumerable: true
-    },
-    fresh: {
-      get: () => isFreshFor(jwksTimestamp, cacheMaxAge),
-      enumerable: true
-    },
-    reload: {
-      value: reload,
-      enumerable: true
-    },
-    reloading: {
-      get: () => !!pendingFetch,
-      enumerable: true
-    },
-    jwks: {
-      value: () => local?.jwks(),
-      enumerable: true
-    }
-  });
-}
-var USER_AGENT, customFetch, jwksCache;
-var init_remote = __esm({
-  "node_modules/jose/dist/webapi/jwks/remote.js"() {
-    init_errors();
-    init_local();
-    init_validate();
-    (typeof navigator > "u" || !navigator.userAgent?.startsWith?.("Mozilla/5.0 ")) && (USER_AGENT = "jose/v6.2.18");
-    customFetch = /* @__PURE__ */ Symbol();
-    jwksCache = /* @__PURE__ */ Symbol();
-  }
-});
-
-// node_modules/jose/dist/webapi/util/decode_protected_header.js
-function decodeProtectedHeader(token) {
-  let encodedProtectedHeader;
-  if (typeof token == "string") {
-    const parts = token.split(".");
-    (parts.length === 3 || parts.length === 5) && ([encodedProtectedHeader] = parts);
-  } else if (typeof token == "object" && token)
-    if ("protected" in token)
-      encodedProtectedHeader = token.protected;
-    else
-      throw new TypeError("Token does not contain a Protected Header");
-  const invalid2 = "Invalid Token or Protected Header formatting";
-  if (typeof encodedProtectedHeader != "string" || !encodedProtectedHeader)
-    throw new TypeError(invalid2);
-  return parseJoseHeader(encodedProtectedHeader, TypeError, invalid2);
-}
-var init_decode_protected_header = __esm({
-  "node_modules/jose/dist/webapi/util/decode_protected_header.js"() {
-    init_validate();
-  }
-});
-
-// node_modules/jose/dist/webapi/util/decode_jwt.js
-function decodeJwt(jwt2) {
-  if (typeof jwt2 != "string")
-    throw new JWTInvalid("JWTs must use Compact JWS serialization, JWT must be a string");
-  const { 1: encodedPayload, length } = jwt2.split(".");
-  if (length === 5)
-    throw new JWTInvalid("Only JWTs using Compact JWS serialization can be decoded");
-  if (length !== 3)
-    throw new JWTInvalid("Invalid JWT");
-  if (!encodedPayload)
-    throw new JWTInvalid("JWTs must contain a payload");
-  let claimsSetBytes;
-  try {
-    claimsSetBytes = decode(encodedPayload);
-  } catch (cause) {
-    throw new JWTInvalid("Failed to base64url decode the payload", { cause });
-  }
-  let claimsSet;
-  try {
-    claimsSet = JSON.parse(strictDecoder.decode(claimsSetBytes));
-  } catch (cause) {
-    throw new JWTInvalid("Failed to parse the decoded payload as JSON", { cause });
-  }
-  if (!isObject(claimsSet))
-    throw new JWTInvalid("Invalid JWT Claims Set");
-  return claimsSet;
-}
-var init_decode_jwt = __esm({
-  "node_modules/jose/dist/webapi/util/decode_jwt.js"() {
-    init_base64url();
-    init_buffer_utils();
-    init_validate();
-    init_errors();
-  }
-});
-
-// node_modules/jose/dist/webapi/index.js
-var init_webapi = __esm({
-  "node_modules/jose/dist/webapi/index.js"() {
-    init_verify();
-    init_local();
-    init_remote();
-    init_decode_protected_header();
-    init_decode_jwt();
-    init_errors();
   }
 });
 
@@ -8526,15 +8770,15 @@ var require_parser = __commonJS({
     var node_process = __require("process");
     var cst = require_cst();
     var lexer = require_lexer();
-    function includesToken(list, type) {
-      for (let i = 0; i < list.length; ++i)
-        if (list[i].type === type)
+    function includesToken(list2, type) {
+      for (let i = 0; i < list2.length; ++i)
+        if (list2[i].type === type)
           return true;
       return false;
     }
-    function findNonEmptyIndex(list) {
-      for (let i = 0; i < list.length; ++i) {
-        switch (list[i].type) {
+    function findNonEmptyIndex(list2) {
+      for (let i = 0; i < list2.length; ++i) {
+        switch (list2[i].type) {
           case "space":
           case "comment":
           case "newline":
@@ -10169,8 +10413,8 @@ function base64urlToUint8Array(base64url3) {
 function uint8ArrayToBase64url(bytes) {
   return uint8ArrayToBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=/g, "");
 }
-function hexToUint8Array(hex4) {
-  const cleanHex = hex4.replace(/^0x/, "");
+function hexToUint8Array(hex3) {
+  const cleanHex = hex3.replace(/^0x/, "");
   if (cleanHex.length % 2 !== 0) {
     throw new Error("Invalid hex string length");
   }
@@ -10767,7 +11011,7 @@ function validateFallback(schema, value, _ctx) {
   }
   return result.issues.length === 0;
 }
-var _parse, parse, _parseAsync, parseAsync, _safeParse, safeParse, _safeParseAsync, safeParseAsync, COMPILE_INVALID, COMPILE_FALLBACK, validate, validateAsync, _encode, encode2, _decode, decode2, _encodeAsync, encodeAsync, _decodeAsync, decodeAsync, _safeEncode, safeEncode, _safeDecode, safeDecode, _safeEncodeAsync, safeEncodeAsync, _safeDecodeAsync, safeDecodeAsync;
+var _parse, parse, _parseAsync, parseAsync, _safeParse, safeParse, _safeParseAsync, safeParseAsync, COMPILE_INVALID, COMPILE_FALLBACK, validate, validateAsync, _encode, encode3, _decode, decode2, _encodeAsync, encodeAsync, _decodeAsync, decodeAsync, _safeEncode, safeEncode, _safeDecode, safeDecode, _safeEncodeAsync, safeEncodeAsync, _safeDecodeAsync, safeDecodeAsync;
 var init_parse = __esm({
   "node_modules/zod/v4/core/parse.js"() {
     init_core();
@@ -10850,7 +11094,7 @@ var init_parse = __esm({
       };
       return fn;
     };
-    encode2 = /* @__PURE__ */ _encode($ZodRealError);
+    encode3 = /* @__PURE__ */ _encode($ZodRealError);
     _decode = (_Err) => {
       const parse3 = _parse(_Err);
       const fn = (schema, value, _ctx, _params) => {
@@ -10921,7 +11165,7 @@ __export(regexes_exports, {
   emoji: () => emoji,
   extendedDuration: () => extendedDuration,
   guid: () => guid,
-  hex: () => hex2,
+  hex: () => hex,
   hostname: () => hostname,
   html5Email: () => html5Email,
   httpProtocol: () => httpProtocol,
@@ -10996,7 +11240,7 @@ function fixedBase64(bodyLength, padding) {
 function fixedBase64url(length) {
   return new RegExp(`^[A-Za-z0-9_-]{${length}}$`);
 }
-var cuid, cuid2, ulid, xid, ksuid, nanoid, duration, extendedDuration, guid, uuid, uuid4, uuid6, uuid7, email, html5Email, rfc5322Email, unicodeEmail, idnEmail, browserEmail, _emoji, ipv4, ipv6, mac, cidrv4, cidrv6, base64, base64url, hostname, domain, httpProtocol, e164, creditCard, currencyCode, iban, dateSource, date, anyString, string, bigint, integer, number, boolean, _null, _undefined, lowercase, uppercase, hex2, md5_hex, md5_base64, md5_base64url, sha1_hex, sha1_base64, sha1_base64url, sha256_hex, sha256_base64, sha256_base64url, sha384_hex, sha384_base64, sha384_base64url, sha512_hex, sha512_base64, sha512_base64url;
+var cuid, cuid2, ulid, xid, ksuid, nanoid, duration, extendedDuration, guid, uuid, uuid4, uuid6, uuid7, email, html5Email, rfc5322Email, unicodeEmail, idnEmail, browserEmail, _emoji, ipv4, ipv6, mac, cidrv4, cidrv6, base64, base64url, hostname, domain, httpProtocol, e164, creditCard, currencyCode, iban, dateSource, date, anyString, string, bigint, integer, number, boolean, _null, _undefined, lowercase, uppercase, hex, md5_hex, md5_base64, md5_base64url, sha1_hex, sha1_base64, sha1_base64url, sha256_hex, sha256_base64, sha256_base64url, sha384_hex, sha384_base64, sha384_base64url, sha512_hex, sha512_base64, sha512_base64url;
 var init_regexes = __esm({
   "node_modules/zod/v4/core/regexes.js"() {
     init_util();
@@ -11056,7 +11300,7 @@ var init_regexes = __esm({
     _undefined = /^undefined$/i;
     lowercase = /^[^A-Z]*$/;
     uppercase = /^[^a-z]*$/;
-    hex2 = /^[0-9a-fA-F]*$/;
+    hex = /^[0-9a-fA-F]*$/;
     md5_hex = /^[0-9a-fA-F]{32}$/;
     md5_base64 = /* @__PURE__ */ fixedBase64(22, "==");
     md5_base64url = /* @__PURE__ */ fixedBase64url(22);
@@ -25648,8 +25892,8 @@ var init_to_json_schema = __esm({
 function aggregateChecks(schema) {
   const agg = {};
   const def = schema._zod.def;
-  const list = schema._zod.traits.has("$ZodCheck") ? [schema, ...def.checks ?? []] : def.checks ?? [];
-  for (const ch of list)
+  const list2 = schema._zod.traits.has("$ZodCheck") ? [schema, ...def.checks ?? []] : def.checks ?? [];
+  for (const ch of list2)
     contributors[ch._zod.def.check]?.(agg, ch._zod.def);
   const bag = schema._zod.bag;
   if (bag.minimum !== void 0)
@@ -26756,7 +27000,7 @@ __export(core_exports2, {
   decode: () => decode2,
   decodeAsync: () => decodeAsync,
   describe: () => describe,
-  encode: () => encode2,
+  encode: () => encode3,
   encodeAsync: () => encodeAsync,
   extractDefs: () => extractDefs,
   finalize: () => finalize,
@@ -26928,7 +27172,7 @@ var init_errors3 = __esm({
 });
 
 // node_modules/zod/v4/classic/parse.js
-var parse2, parseAsync2, safeParse2, safeParseAsync2, encode3, decode3, encodeAsync2, decodeAsync2, safeEncode2, safeDecode2, safeEncodeAsync2, safeDecodeAsync2;
+var parse2, parseAsync2, safeParse2, safeParseAsync2, encode4, decode3, encodeAsync2, decodeAsync2, safeEncode2, safeDecode2, safeEncodeAsync2, safeDecodeAsync2;
 var init_parse2 = __esm({
   "node_modules/zod/v4/classic/parse.js"() {
     init_core2();
@@ -26938,7 +27182,7 @@ var init_parse2 = __esm({
     parseAsync2 = /* @__PURE__ */ _parseAsync(ZodRealError);
     safeParse2 = /* @__PURE__ */ _safeParse(ZodRealError);
     safeParseAsync2 = /* @__PURE__ */ _safeParseAsync(ZodRealError);
-    encode3 = /* @__PURE__ */ _encode(ZodRealError);
+    encode4 = /* @__PURE__ */ _encode(ZodRealError);
     decode3 = /* @__PURE__ */ _decode(ZodRealError);
     encodeAsync2 = /* @__PURE__ */ _encodeAsync(ZodRealError);
     decodeAsync2 = /* @__PURE__ */ _decodeAsync(ZodRealError);
@@ -27061,7 +27305,7 @@ __export(schemas_exports2, {
   function: () => _function,
   guid: () => guid2,
   hash: () => hash2,
-  hex: () => hex3,
+  hex: () => hex2,
   hostname: () => hostname2,
   httpUrl: () => httpUrl,
   iban: () => iban2,
@@ -27228,8 +27472,8 @@ function stringFormat(format, fnOrRegex, _params = {}) {
 function hostname2(_params) {
   return _stringFormat(ZodCustomStringFormat, "hostname", hostname, _params);
 }
-function hex3(_params) {
-  return _stringFormat(ZodCustomStringFormat, "hex", hex2, _params);
+function hex2(_params) {
+  return _stringFormat(ZodCustomStringFormat, "hex", hex, _params);
 }
 function currencyCode2(_params) {
   return _stringFormat(ZodCustomStringFormat, "currency_code", currencyCode, _params);
@@ -27772,7 +28016,7 @@ var init_schemas2 = __esm({
         return validateAsync(this, data, params);
       },
       encode: function _encode2(data, params) {
-        return encode3(this, data, params, { callee: _encode2 });
+        return encode4(this, data, params, { callee: _encode2 });
       },
       decode: function _decode2(data, params) {
         return decode3(this, data, params, { callee: _decode2 });
@@ -29784,7 +30028,7 @@ __export(external_exports, {
   e164: () => e1642,
   email: () => email2,
   emoji: () => emoji2,
-  encode: () => encode3,
+  encode: () => encode4,
   encodeAsync: () => encodeAsync2,
   endsWith: () => _endsWith,
   enum: () => _enum2,
@@ -29803,7 +30047,7 @@ __export(external_exports, {
   gte: () => _gte,
   guid: () => guid2,
   hash: () => hash2,
-  hex: () => hex3,
+  hex: () => hex2,
   hostname: () => hostname2,
   httpUrl: () => httpUrl,
   iban: () => iban2,
@@ -29950,6 +30194,201 @@ var init_zod = __esm({
   }
 });
 
+// src/server/joinmethods/errors.ts
+var errors_exports3 = {};
+__export(errors_exports3, {
+  JoinError: () => JoinError,
+  denied: () => denied
+});
+var JoinError, denied;
+var init_errors4 = __esm({
+  "src/server/joinmethods/errors.ts"() {
+    "use strict";
+    JoinError = class extends Error {
+      constructor(code, message2, hint, detail, status = code === "denied" ? 403 : code === "not_found" ? 404 : code === "unavailable" ? 503 : 400) {
+        super(message2);
+        this.code = code;
+        this.hint = hint;
+        this.detail = detail;
+        this.status = status;
+      }
+      code;
+      hint;
+      detail;
+      status;
+      name = "JoinError";
+    };
+    denied = (message2, hint, detail) => new JoinError("denied", message2, hint, detail);
+  }
+});
+
+// src/server/policy/templates.ts
+function templateSyntaxError(template2) {
+  for (const m of template2.matchAll(PLACEHOLDER)) {
+    if (!REFERENCE.test(m[1])) return `"{{ ${m[1]} }}" is not a template reference (use {{ join.<method>.<claim> }})`;
+  }
+  if (template2.replace(PLACEHOLDER, "").includes("{{")) return `unbalanced "{{" in "${template2}"`;
+  return void 0;
+}
+function expandTemplate(template2, field, ctx2) {
+  return template2.replace(PLACEHOLDER, (_all, ref) => {
+    const m = REFERENCE.exec(ref);
+    if (!m) throw denied(`role template ${field} "${template2}" is malformed`);
+    const [, method, claim2] = m;
+    if (method !== ctx2.joinMethod) {
+      throw denied(
+        `role template ${field} "${template2}" refers to join method "${method}", but this join used "${ctx2.joinMethod}"`,
+        "Give bots that join with several methods one role per method."
+      );
+    }
+    const value = ctx2.claims[claim2];
+    if (value === void 0 || value === null || value === "") {
+      throw denied(
+        `role template ${field} "${template2}" needs the claim "${claim2}", which this ${method} token does not carry`,
+        `Restrict the join token's allow rules to jobs that carry "${claim2}", or change the template.`
+      );
+    }
+    if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
+      throw denied(`role template ${field} "${template2}": claim "${claim2}" is not a single value`);
+    }
+    return String(value);
+  });
+}
+function expandChecked(template2, field, kind, ctx2) {
+  const value = expandTemplate(template2, field, ctx2);
+  const v = VALIDATORS[kind];
+  if (!v.test(value)) {
+    throw denied(
+      `role template ${field} "${template2}" produced ${JSON.stringify(value.slice(0, 100))}, which is not ${v.what}`,
+      "Change the template or restrict the join token's allow rules."
+    );
+  }
+  return value;
+}
+var PLACEHOLDER, REFERENCE, VALIDATORS;
+var init_templates = __esm({
+  "src/server/policy/templates.ts"() {
+    "use strict";
+    init_errors4();
+    PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
+    REFERENCE = /^join\.([a-z_]+)\.([A-Za-z0-9_.-]+)$/;
+    VALIDATORS = {
+      // OpenSSH principals: no whitespace, commas or control characters.
+      ssh_principal: { test: (v) => /^[^\s,\p{Cc}]{1,256}$/u.test(v), what: "an SSH principal (no spaces, commas or control characters)" },
+      kubernetes_name: { test: (v) => /^[^\p{Cc}]{1,256}$/u.test(v) && v.trim() === v, what: "a Kubernetes user or group name" },
+      // SPIFFE ID path: "/" + segments of [A-Za-z0-9._-], no empty, "." or ".." segments.
+      spiffe_path: {
+        test: (v) => v.length <= 2048 && /^(\/[A-Za-z0-9._-]+)+$/.test(v) && !v.split("/").some((s) => s === "." || s === ".."),
+        what: 'a SPIFFE ID path ("/" followed by segments of letters, digits, ".", "_" and "-")'
+      },
+      name: { test: (v) => /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(v), what: "a name (letters, digits, '.', '_', '@', '-')" }
+    };
+  }
+});
+
+// src/protocol/join.ts
+var JOIN_METHODS, OUTPUT_TYPES, MAX_TTL_SECONDS, DEFAULT_TTL_SECONDS, pem, JoinRequestSchema, JoinResponseSchema, ErrorBodySchema;
+var init_join = __esm({
+  "src/protocol/join.ts"() {
+    "use strict";
+    init_zod();
+    JOIN_METHODS = ["github"];
+    OUTPUT_TYPES = ["identity", "ssh", "kubernetes", "database", "spiffe-x509", "jwt"];
+    MAX_TTL_SECONDS = 24 * 3600;
+    DEFAULT_TTL_SECONDS = 3600;
+    pem = (label) => external_exports.string().max(8192).refine((s) => s.includes(`-----BEGIN ${label}-----`), { message: `expected a PEM ${label}` });
+    JoinRequestSchema = external_exports.strictObject({
+      token: external_exports.string().min(1).max(256),
+      join_method: external_exports.enum(JOIN_METHODS),
+      id_token: external_exports.string().min(1).max(16384),
+      public_keys: external_exports.strictObject({
+        /** OpenSSH public key line (ssh-ed25519 ...). */
+        ssh: external_exports.string().min(1).max(4096),
+        /** SPKI PEM of the TLS key (ECDSA P-256). */
+        tls: pem("PUBLIC KEY")
+      }),
+      outputs: external_exports.array(external_exports.enum(OUTPUT_TYPES)).min(1).max(16).default(["identity", "ssh"]),
+      /** Requested certificate lifetime in seconds; capped by the roles' max_ttl. */
+      ttl: external_exports.number().int().positive().max(MAX_TTL_SECONDS).optional(),
+      kubernetes: external_exports.strictObject({ cluster: external_exports.string().min(1).max(128) }).optional(),
+      database: external_exports.strictObject({
+        service: external_exports.string().min(1).max(128),
+        user: external_exports.string().min(1).max(63),
+        name: external_exports.string().min(1).max(63).optional()
+      }).optional(),
+      spiffe: external_exports.strictObject({ path: external_exports.string().min(1).max(2048).optional() }).optional(),
+      jwt: external_exports.strictObject({ audiences: external_exports.array(external_exports.string().min(1).max(512)).min(1).max(16) }).optional()
+    }).superRefine((r, ctx2) => {
+      const need = [
+        ["kubernetes", "kubernetes", "the kubernetes output needs kubernetes.cluster"],
+        ["database", "database", "the database output needs database.service and database.user"],
+        ["jwt", "jwt", "the jwt output needs jwt.audiences"]
+      ];
+      for (const [output2, field, message2] of need) {
+        if (r.outputs.includes(output2) && r[field] === void 0) ctx2.addIssue({ code: "custom", path: [field], message: message2 });
+      }
+    });
+    JoinResponseSchema = external_exports.object({
+      bot_name: external_exports.string(),
+      bot_instance_id: external_exports.string(),
+      /** RFC 3339 expiry shared by every certificate of this join. */
+      expires_at: external_exports.string(),
+      ttl_seconds: external_exports.number(),
+      /** True when the requested TTL was above what the roles allow. */
+      ttl_capped: external_exports.boolean(),
+      ssh: external_exports.object({
+        certificate: external_exports.string(),
+        principals: external_exports.array(external_exports.string()),
+        user_ca: external_exports.string(),
+        host_ca: external_exports.string()
+      }).optional(),
+      tls: external_exports.object({
+        certificate: external_exports.string(),
+        ca: external_exports.string()
+      }),
+      kubernetes: external_exports.object({
+        cluster: external_exports.string(),
+        server: external_exports.string(),
+        /** CA of the API server, for certificate-authority-data. */
+        ca: external_exports.string(),
+        tls_server_name: external_exports.string().optional(),
+        certificate: external_exports.string(),
+        user: external_exports.string(),
+        groups: external_exports.array(external_exports.string())
+      }).optional(),
+      database: external_exports.object({
+        service: external_exports.string(),
+        protocol: external_exports.string(),
+        host: external_exports.string(),
+        port: external_exports.number(),
+        /** CA of the database server, for sslrootcert. */
+        ca: external_exports.string(),
+        certificate: external_exports.string(),
+        user: external_exports.string(),
+        name: external_exports.string()
+      }).optional(),
+      spiffe: external_exports.object({
+        spiffe_id: external_exports.string(),
+        certificate: external_exports.string(),
+        /** The trust domain's X.509 bundle (the SPIFFE CA). */
+        bundle: external_exports.string()
+      }).optional(),
+      jwt: external_exports.object({
+        token: external_exports.string(),
+        spiffe_id: external_exports.string(),
+        audiences: external_exports.array(external_exports.string())
+      }).optional()
+    });
+    ErrorBodySchema = external_exports.object({
+      error: external_exports.object({
+        code: external_exports.string(),
+        message: external_exports.string(),
+        hint: external_exports.string().optional()
+      })
+    });
+  }
+});
+
 // src/protocol/validation.ts
 function formatPath(path) {
   let out = "";
@@ -29984,88 +30423,6 @@ var init_validation = __esm({
   }
 });
 
-// src/protocol/join.ts
-var JOIN_METHODS, OUTPUT_TYPES, MAX_TTL_SECONDS, DEFAULT_TTL_SECONDS, pem, JoinRequestSchema, JoinResponseSchema, ErrorBodySchema;
-var init_join = __esm({
-  "src/protocol/join.ts"() {
-    "use strict";
-    init_zod();
-    JOIN_METHODS = ["github"];
-    OUTPUT_TYPES = ["identity", "ssh"];
-    MAX_TTL_SECONDS = 24 * 3600;
-    DEFAULT_TTL_SECONDS = 3600;
-    pem = (label) => external_exports.string().max(8192).refine((s) => s.includes(`-----BEGIN ${label}-----`), { message: `expected a PEM ${label}` });
-    JoinRequestSchema = external_exports.strictObject({
-      token: external_exports.string().min(1).max(256),
-      join_method: external_exports.enum(JOIN_METHODS),
-      id_token: external_exports.string().min(1).max(16384),
-      public_keys: external_exports.strictObject({
-        /** OpenSSH public key line (ssh-ed25519 ...). */
-        ssh: external_exports.string().min(1).max(4096),
-        /** SPKI PEM of the TLS key (ECDSA P-256). */
-        tls: pem("PUBLIC KEY")
-      }),
-      outputs: external_exports.array(external_exports.enum(OUTPUT_TYPES)).min(1).max(16).default(["identity", "ssh"]),
-      /** Requested certificate lifetime in seconds; capped by the roles' max_ttl. */
-      ttl: external_exports.number().int().positive().max(MAX_TTL_SECONDS).optional()
-    });
-    JoinResponseSchema = external_exports.object({
-      bot_name: external_exports.string(),
-      bot_instance_id: external_exports.string(),
-      /** RFC 3339 expiry shared by every certificate of this join. */
-      expires_at: external_exports.string(),
-      ttl_seconds: external_exports.number(),
-      /** True when the requested TTL was above what the roles allow. */
-      ttl_capped: external_exports.boolean(),
-      ssh: external_exports.object({
-        certificate: external_exports.string(),
-        principals: external_exports.array(external_exports.string()),
-        user_ca: external_exports.string(),
-        host_ca: external_exports.string()
-      }).optional(),
-      tls: external_exports.object({
-        certificate: external_exports.string(),
-        ca: external_exports.string()
-      })
-    });
-    ErrorBodySchema = external_exports.object({
-      error: external_exports.object({
-        code: external_exports.string(),
-        message: external_exports.string(),
-        hint: external_exports.string().optional()
-      })
-    });
-  }
-});
-
-// src/server/joinmethods/errors.ts
-var errors_exports3 = {};
-__export(errors_exports3, {
-  JoinError: () => JoinError,
-  denied: () => denied
-});
-var JoinError, denied;
-var init_errors4 = __esm({
-  "src/server/joinmethods/errors.ts"() {
-    "use strict";
-    JoinError = class extends Error {
-      constructor(code, message2, hint, detail, status = code === "denied" ? 403 : code === "not_found" ? 404 : code === "unavailable" ? 503 : 400) {
-        super(message2);
-        this.code = code;
-        this.hint = hint;
-        this.detail = detail;
-        this.status = status;
-      }
-      code;
-      hint;
-      detail;
-      status;
-      name = "JoinError";
-    };
-    denied = (message2, hint, detail) => new JoinError("denied", message2, hint, detail);
-  }
-});
-
 // src/server/joinmethods/jwt.ts
 var jwt_exports = {};
 __export(jwt_exports, {
@@ -30086,7 +30443,8 @@ async function verifyIdToken(token, opts) {
       `the ID token's signing algorithm "${String(header2.alg).slice(0, 20)}" is not allowed (allowed: ${ALLOWED_ALGS.join(", ")})`
     );
   }
-  if (typeof header2.kid === "string" && header2.kid.length > 256) throw denied("the ID token's kid header is too long");
+  if (typeof header2.kid === "string" && header2.kid.length > 256)
+    throw denied("the ID token's kid header is too long");
   try {
     const { payload } = await jwtVerify(token, opts.keys, {
       algorithms: [...ALLOWED_ALGS],
@@ -30130,22 +30488,31 @@ function mapJoseError(e, token, opts) {
           "Check the join token's enterprise_server_host / enterprise_slug settings."
         );
       case "nbf":
-        return denied("the ID token is not valid yet (nbf is in the future)", "Check the clocks of the runner and the service.");
+        return denied(
+          "the ID token is not valid yet (nbf is in the future)",
+          "Check the clocks of the runner and the service."
+        );
       case "iat":
-        return denied("the ID token's issue time (iat) is in the future", "Check the clocks of the runner and the service.");
+        return denied(
+          "the ID token's issue time (iat) is in the future",
+          "Check the clocks of the runner and the service."
+        );
       default:
         return denied(`the ID token's "${e.claim}" claim is missing or invalid (${e.reason})`);
     }
   }
-  if (e instanceof errors_exports.JOSEAlgNotAllowed) return denied("the ID token's signing algorithm is not allowed");
+  if (e instanceof errors_exports.JOSEAlgNotAllowed)
+    return denied("the ID token's signing algorithm is not allowed");
   if (e instanceof errors_exports.JWKSNoMatchingKey) {
     return denied(
       "no key of the issuer matches the ID token's key id (kid)",
       "The token was not signed by the configured issuer, or the issuer's keys could not be refreshed."
     );
   }
-  if (e instanceof errors_exports.JWKSMultipleMatchingKeys) return denied("the issuer's JWKS has several keys for this kid");
-  if (e instanceof errors_exports.JWSSignatureVerificationFailed) return denied("the ID token's signature is invalid");
+  if (e instanceof errors_exports.JWKSMultipleMatchingKeys)
+    return denied("the issuer's JWKS has several keys for this kid");
+  if (e instanceof errors_exports.JWSSignatureVerificationFailed)
+    return denied("the ID token's signature is invalid");
   if (e instanceof errors_exports.JWKSTimeout || e instanceof errors_exports.JWKSInvalid || isFetchError(e)) {
     return new JoinError(
       "unavailable",
@@ -30161,7 +30528,7 @@ function isFetchError(e) {
   return e instanceof TypeError || e instanceof Error && /fetch|ECONNREFUSED|ENOTFOUND|status code/i.test(e.message);
 }
 var ALLOWED_ALGS, CLOCK_LEEWAY_SECONDS, JwksCache;
-var init_jwt = __esm({
+var init_jwt2 = __esm({
   "src/server/joinmethods/jwt.ts"() {
     "use strict";
     init_webapi();
@@ -30211,7 +30578,10 @@ function claimText(v) {
   return JSON.stringify(v);
 }
 function globMatch(pattern, value) {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`, "s");
+  const re = new RegExp(
+    `^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`,
+    "s"
+  );
   return re.test(value);
 }
 function evaluateRules(rules, claims, globFields = /* @__PURE__ */ new Set()) {
@@ -30227,11 +30597,15 @@ function evaluateRules(rules, claims, globFields = /* @__PURE__ */ new Set()) {
   });
 }
 function safeMismatchSummary(verdicts) {
-  return verdicts.map((v) => `rule ${v.index + 1} differs in ${v.fields.filter((f) => !f.ok).map((f) => f.field).join(", ")}`).join("; ");
+  return verdicts.map(
+    (v) => `rule ${v.index + 1} differs in ${v.fields.filter((f) => !f.ok).map((f) => f.field).join(", ")}`
+  ).join("; ");
 }
 function fullMismatchDetail(verdicts) {
   return verdicts.map(
-    (v) => `rule ${v.index + 1}: ${v.fields.map((f) => `${f.field} ${f.ok ? "ok" : `want ${JSON.stringify(f.want)} got ${JSON.stringify(f.got ?? null)}`}`).join(", ")}`
+    (v) => `rule ${v.index + 1}: ${v.fields.map(
+      (f) => `${f.field} ${f.ok ? "ok" : `want ${JSON.stringify(f.want)} got ${JSON.stringify(f.got ?? null)}`}`
+    ).join(", ")}`
   ).join("; ");
 }
 var init_rules = __esm({
@@ -30298,7 +30672,7 @@ var init_github = __esm({
     "use strict";
     init_zod();
     init_errors4();
-    init_jwt();
+    init_jwt2();
     init_rules();
     GITHUB_ISSUER = "https://token.actions.githubusercontent.com";
     GITHUB_RULE_FIELDS = [
@@ -30318,7 +30692,9 @@ var init_github = __esm({
       "enterprise"
     ];
     ruleValue = external_exports.union([external_exports.string().min(1).max(512), external_exports.number()]).transform(String);
-    GitHubRuleSchema = external_exports.strictObject(Object.fromEntries(GITHUB_RULE_FIELDS.map((f) => [f, ruleValue.optional()]))).refine((r) => Object.values(r).some((v) => v !== void 0), {
+    GitHubRuleSchema = external_exports.strictObject(
+      Object.fromEntries(GITHUB_RULE_FIELDS.map((f) => [f, ruleValue.optional()]))
+    ).refine((r) => Object.values(r).some((v) => v !== void 0), {
       message: `an allow rule needs at least one field (${GITHUB_RULE_FIELDS.join(", ")}); an empty rule would admit every GitHub repository`
     });
     staticJwks = external_exports.string().refine(
@@ -30334,7 +30710,10 @@ var init_github = __esm({
     );
     GitHubTokenSpecSchema = external_exports.strictObject({
       audience: external_exports.string().min(1).optional(),
-      enterprise_server_host: external_exports.string().regex(/^[a-zA-Z0-9.-]+(:\d+)?$/, "enterprise_server_host is a host name (and optional port), without https://").optional(),
+      enterprise_server_host: external_exports.string().regex(
+        /^[a-zA-Z0-9.-]+(:\d+)?$/,
+        "enterprise_server_host is a host name (and optional port), without https://"
+      ).optional(),
       enterprise_slug: external_exports.string().regex(/^[a-zA-Z0-9-]+$/, "enterprise_slug is the enterprise's URL slug").optional(),
       static_jwks: staticJwks.optional(),
       allow: external_exports.array(GitHubRuleSchema).min(1, "a github token needs at least one allow rule")
@@ -30362,6 +30741,8 @@ var init_github = __esm({
 var resources_exports = {};
 __export(resources_exports, {
   BotSpecSchema: () => BotSpecSchema,
+  DatabaseSpecSchema: () => DatabaseSpecSchema,
+  KubeClusterSpecSchema: () => KubeClusterSpecSchema,
   RESOURCE_KINDS: () => RESOURCE_KINDS,
   ResourceError: () => ResourceError,
   ResourceSchema: () => ResourceSchema,
@@ -30431,7 +30812,9 @@ function loadResources(path) {
   try {
     files = yamlFilesIn(path);
   } catch (e) {
-    throw new ResourceError(`cannot read resources at ${path}: ${e.code ?? e.message}`);
+    throw new ResourceError(
+      `cannot read resources at ${path}: ${e.code ?? e.message}`
+    );
   }
   const all = [];
   const origin = /* @__PURE__ */ new Map();
@@ -30449,38 +30832,69 @@ function loadResources(path) {
   return buildResourceSet(all, origin);
 }
 function buildResourceSet(all, origin = /* @__PURE__ */ new Map()) {
-  const set2 = { roles: /* @__PURE__ */ new Map(), bots: /* @__PURE__ */ new Map(), tokens: /* @__PURE__ */ new Map(), origin };
+  const set2 = {
+    roles: /* @__PURE__ */ new Map(),
+    bots: /* @__PURE__ */ new Map(),
+    tokens: /* @__PURE__ */ new Map(),
+    kubeClusters: /* @__PURE__ */ new Map(),
+    databases: /* @__PURE__ */ new Map(),
+    origin
+  };
+  const maps = {
+    role: set2.roles,
+    bot: set2.bots,
+    token: set2.tokens,
+    kube_cluster: set2.kubeClusters,
+    database: set2.databases
+  };
   const errors = [];
   const where = (r) => origin.get(r) ?? `${r.kind}/${r.metadata.name}`;
   for (const r of all) {
     const map2 = r.kind === "role" ? set2.roles : r.kind === "bot" ? set2.bots : set2.tokens;
     const prev = map2.get(r.metadata.name);
-    if (prev) errors.push(`${where(r)}: ${r.kind} "${r.metadata.name}" is declared twice (first at ${where(prev)})`);
+    if (prev)
+      errors.push(`${where(r)}: ${r.kind} "${r.metadata.name}" is declared twice (first at ${where(prev)})`);
     map2.set(r.metadata.name, r);
   }
   for (const bot of set2.bots.values()) {
     for (const role of bot.spec.roles) {
-      if (!set2.roles.has(role)) errors.push(`${where(bot)}: bot "${bot.metadata.name}" names role "${role}", which is not declared`);
+      if (!set2.roles.has(role))
+        errors.push(`${where(bot)}: bot "${bot.metadata.name}" names role "${role}", which is not declared`);
+    }
+  }
+  for (const role of set2.roles.values()) {
+    for (const c of role.spec.kubernetes_clusters) {
+      if (c !== "*" && !set2.kubeClusters.has(c)) {
+        errors.push(`${where(role)}: role "${role.metadata.name}" names kube_cluster "${c}", which is not declared`);
+      }
+    }
+    for (const d of role.spec.databases) {
+      if (d !== "*" && !set2.databases.has(d)) {
+        errors.push(`${where(role)}: role "${role.metadata.name}" names database "${d}", which is not declared`);
+      }
     }
   }
   for (const token of set2.tokens.values()) {
     if (!set2.bots.has(token.spec.bot_name)) {
-      errors.push(`${where(token)}: token "${token.metadata.name}" names bot "${token.spec.bot_name}", which is not declared`);
+      errors.push(
+        `${where(token)}: token "${token.metadata.name}" names bot "${token.spec.bot_name}", which is not declared`
+      );
     }
   }
   if (errors.length > 0) throw new ResourceError(errors.join("\n"));
   return set2;
 }
-var import_yaml, name, metadata, duration3, RoleSpecSchema, BotSpecSchema, TokenSpecSchema, header, ResourceSchema, RESOURCE_KINDS, ResourceError;
+var import_yaml, name, metadata, duration3, template, list, nameOrWildcard, pemCertificate, RoleSpecSchema, KubeClusterSpecSchema, DatabaseSpecSchema, BotSpecSchema, TokenSpecSchema, header, ResourceSchema, RESOURCE_KINDS, ResourceError;
 var init_resources = __esm({
   "src/server/policy/resources.ts"() {
     "use strict";
     import_yaml = __toESM(require_dist(), 1);
     init_zod();
-    init_validation();
-    init_join();
-    init_github();
     init_duration();
+    init_templates();
+    init_join();
+    init_validation();
+    init_github();
     name = external_exports.string().min(1).max(128).regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/, "names use letters, digits, '.', '_' and '-'");
     metadata = external_exports.strictObject({
       name,
@@ -30495,10 +30909,44 @@ var init_resources = __esm({
         return external_exports.NEVER;
       }
     });
+    template = external_exports.string().min(1).max(512).superRefine((v, ctx2) => {
+      const err = templateSyntaxError(v);
+      if (err) ctx2.addIssue({ code: "custom", message: err });
+    });
+    list = (item) => external_exports.array(item).max(256).default([]);
+    nameOrWildcard = external_exports.union([name, external_exports.literal("*")]);
+    pemCertificate = external_exports.string().refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), { message: "expected a PEM certificate (-----BEGIN CERTIFICATE-----)" });
     RoleSpecSchema = external_exports.strictObject({
       /** SSH principals; may use {{ join.<method>.<claim> }} templates. */
-      logins: external_exports.array(external_exports.string().min(1).max(256)).max(64).default([]),
+      logins: list(template),
+      kubernetes_clusters: list(nameOrWildcard),
+      kubernetes_users: list(template),
+      kubernetes_groups: list(template),
+      databases: list(nameOrWildcard),
+      db_users: list(external_exports.string().min(1).max(63)),
+      db_names: list(external_exports.string().min(1).max(63)),
+      spiffe: list(
+        external_exports.strictObject({
+          path: template,
+          dns_sans: list(external_exports.string().min(1).max(253)),
+          ip_sans: list(external_exports.union([external_exports.ipv4(), external_exports.ipv6()]))
+        })
+      ),
+      jwt_audiences: list(external_exports.string().min(1).max(512)),
       max_ttl: duration3.refine((s) => s <= MAX_TTL_SECONDS, { message: "max_ttl may not exceed 24h" }).optional()
+    });
+    KubeClusterSpecSchema = external_exports.strictObject({
+      server: external_exports.url({ protocol: /^https$/, error: "server must be an https:// URL of the Kubernetes API server" }),
+      /** CA that signed the API server's certificate (kubeconfig certificate-authority-data). */
+      ca: pemCertificate,
+      tls_server_name: external_exports.string().min(1).max(253).optional()
+    });
+    DatabaseSpecSchema = external_exports.strictObject({
+      protocol: external_exports.literal("postgres"),
+      host: external_exports.string().min(1).max(253),
+      port: external_exports.number().int().min(1).max(65535).default(5432),
+      /** CA that signed the database server's certificate (sslrootcert). */
+      ca: pemCertificate
     });
     BotSpecSchema = external_exports.strictObject({
       roles: external_exports.array(name).min(1)
@@ -30510,9 +30958,11 @@ var init_resources = __esm({
     ResourceSchema = external_exports.discriminatedUnion("kind", [
       external_exports.strictObject({ kind: external_exports.literal("role"), ...header, spec: RoleSpecSchema }),
       external_exports.strictObject({ kind: external_exports.literal("bot"), ...header, spec: BotSpecSchema }),
-      external_exports.strictObject({ kind: external_exports.literal("token"), ...header, spec: TokenSpecSchema })
+      external_exports.strictObject({ kind: external_exports.literal("token"), ...header, spec: TokenSpecSchema }),
+      external_exports.strictObject({ kind: external_exports.literal("kube_cluster"), ...header, spec: KubeClusterSpecSchema }),
+      external_exports.strictObject({ kind: external_exports.literal("database"), ...header, spec: DatabaseSpecSchema })
     ]);
-    RESOURCE_KINDS = ["role", "bot", "token"];
+    RESOURCE_KINDS = ["role", "bot", "token", "kube_cluster", "database"];
     ResourceError = class extends Error {
       name = "ResourceError";
     };
@@ -30558,7 +31008,8 @@ var init_audit = __esm({
       logger;
       /** Events committed with a join are written by Store.commitJoin; this logs them. */
       logged(events) {
-        for (const e of events) this.logger.log(e.type.endsWith("failure") ? "warn" : "info", e.type, { audit: e });
+        for (const e of events)
+          this.logger.log(e.type.endsWith("failure") ? "warn" : "info", e.type, { audit: e });
       }
       async record(events) {
         this.logged(events);
@@ -30577,24 +31028,118 @@ function grantsFor(set2, botName) {
   const bot = set2.bots.get(botName);
   if (!bot) throw new Error(`bot "${botName}" is not declared`);
   const roles = bot.spec.roles.map((r) => set2.roles.get(r)).filter((r) => r !== void 0);
-  const logins = [...new Set(roles.flatMap((r) => r.spec.logins))];
   let maxTtlSeconds = MAX_TTL_SECONDS;
   for (const r of roles) if (r.spec.max_ttl !== void 0) maxTtlSeconds = Math.min(maxTtlSeconds, r.spec.max_ttl);
-  return { botName, roles, logins, maxTtlSeconds };
+  return { botName, roles, maxTtlSeconds };
 }
 function effectiveTtl(requested, grants) {
   const want = requested ?? DEFAULT_TTL_SECONDS;
   return want > grants.maxTtlSeconds ? { ttl: grants.maxTtlSeconds, capped: true } : { ttl: want, capped: false };
 }
+function sshLogins(g, ctx2) {
+  return unique(
+    g.roles.flatMap((r) => r.spec.logins.map((t, i) => expandChecked(t, `${r.metadata.name}.logins[${i}]`, "ssh_principal", ctx2)))
+  );
+}
+function authorizeKubernetes(g, set2, clusterName, ctx2) {
+  const allowed = g.roles.flatMap((r) => r.spec.kubernetes_clusters);
+  const cluster = set2.kubeClusters.get(clusterName);
+  if (!granted(allowed, clusterName) || !cluster) {
+    throw denied(
+      `Kubernetes cluster "${clusterName}" is not granted to bot "${g.botName}"`,
+      `Add "${clusterName}" to kubernetes_clusters of one of its roles (${roleNames(g)})${cluster ? "" : ` and declare a kube_cluster named "${clusterName}"`}.`
+    );
+  }
+  const users = unique(
+    g.roles.flatMap(
+      (r) => r.spec.kubernetes_users.map((t, i) => expandChecked(t, `${r.metadata.name}.kubernetes_users[${i}]`, "kubernetes_name", ctx2))
+    )
+  );
+  const groups = unique(
+    g.roles.flatMap(
+      (r) => r.spec.kubernetes_groups.map((t, i) => expandChecked(t, `${r.metadata.name}.kubernetes_groups[${i}]`, "kubernetes_name", ctx2))
+    )
+  );
+  if (users.length === 0 && groups.length === 0) {
+    throw denied(
+      `bot "${g.botName}" has no Kubernetes users or groups`,
+      `Add kubernetes_groups (or kubernetes_users) to one of its roles (${roleNames(g)}).`
+    );
+  }
+  return { cluster, user: users[0] ?? `bot-${g.botName}`, groups };
+}
+function authorizeDatabase(g, set2, req) {
+  const database = set2.databases.get(req.service);
+  if (!granted(g.roles.flatMap((r) => r.spec.databases), req.service) || !database) {
+    throw denied(
+      `database "${req.service}" is not granted to bot "${g.botName}"`,
+      `Add "${req.service}" to databases of one of its roles (${roleNames(g)}).`
+    );
+  }
+  if (!granted(g.roles.flatMap((r) => r.spec.db_users), req.user)) {
+    throw denied(
+      `database user "${req.user}" is not granted to bot "${g.botName}"`,
+      `Add "${req.user}" to db_users of one of its roles (${roleNames(g)}).`
+    );
+  }
+  const dbNames = g.roles.flatMap((r) => r.spec.db_names);
+  if (req.name !== void 0 && !granted(dbNames, req.name)) {
+    throw denied(
+      `database name "${req.name}" is not granted to bot "${g.botName}"`,
+      `Add "${req.name}" to db_names of one of its roles (${roleNames(g)}).`
+    );
+  }
+  return { database, user: req.user, name: req.name ?? dbNames.find((n) => !n.includes("*")) ?? req.user };
+}
+function authorizeSpiffe(g, requestedPath, ctx2) {
+  const grants = g.roles.flatMap(
+    (r) => r.spec.spiffe.map((s, i) => ({
+      path: expandChecked(s.path, `${r.metadata.name}.spiffe[${i}].path`, "spiffe_path", ctx2),
+      dnsSans: s.dns_sans,
+      ipSans: s.ip_sans
+    }))
+  );
+  if (grants.length === 0) {
+    throw denied(`bot "${g.botName}" has no SPIFFE identity`, `Add spiffe: [{ path: ... }] to one of its roles (${roleNames(g)}).`);
+  }
+  if (requestedPath === void 0) return grants[0];
+  const match = grants.find((s) => s.path === requestedPath);
+  if (!match) {
+    throw denied(
+      `SPIFFE path "${requestedPath}" is not granted to bot "${g.botName}"`,
+      `Request one of the paths its roles grant, or add it to spiffe of one of its roles (${roleNames(g)}).`
+    );
+  }
+  return match;
+}
+function authorizeJwtAudiences(g, audiences) {
+  const allowed = g.roles.flatMap((r) => r.spec.jwt_audiences);
+  for (const a of audiences) {
+    if (!granted(allowed, a)) {
+      throw denied(
+        `JWT audience "${a}" is not granted to bot "${g.botName}"`,
+        `Add "${a}" to jwt_audiences of one of its roles (${roleNames(g)}).`
+      );
+    }
+  }
+  return audiences;
+}
+var roleNames, unique, granted;
 var init_policy = __esm({
   "src/server/policy/policy.ts"() {
     "use strict";
     init_join();
+    init_errors4();
+    init_rules();
+    init_templates();
+    roleNames = (g) => g.roles.map((r) => r.metadata.name).join(", ");
+    unique = (xs) => [...new Set(xs)];
+    granted = (patterns, value) => patterns.some((p) => p === value || p.includes("*") && globMatch(p, value));
   }
 });
 
 // src/server/join.ts
-import { createPublicKey as createPublicKey3, randomUUID as randomUUID2 } from "node:crypto";
+import { createPublicKey as createPublicKey4, randomUUID as randomUUID2 } from "node:crypto";
 async function attest(token, req, ctx2, now) {
   const spec = token.spec;
   switch (spec.join_method) {
@@ -30608,12 +31153,19 @@ async function attest(token, req, ctx2, now) {
 }
 async function handleJoin(req, meta3, ctx2) {
   const now = ctx2.now?.() ?? /* @__PURE__ */ new Date();
-  const base = { time: now.toISOString(), tokenName: req.token, joinMethod: req.join_method, remoteAddr: meta3.remoteAddr };
+  const base = {
+    time: now.toISOString(),
+    tokenName: req.token,
+    joinMethod: req.join_method,
+    remoteAddr: meta3.remoteAddr
+  };
   try {
     return await joinUnaudited(req, ctx2, now, base);
   } catch (e) {
     const err = e instanceof JoinError ? e : new JoinError("internal", "the service failed to process the join", void 0, String(e));
-    await ctx2.audit.record([{ ...base, type: "join.failure", reason: err.detail ? `${err.message}: ${err.detail}` : err.message }]);
+    await ctx2.audit.record([
+      { ...base, type: "join.failure", reason: err.detail ? `${err.message}: ${err.detail}` : err.message }
+    ]);
     throw err;
   }
 }
@@ -30633,49 +31185,107 @@ async function joinUnaudited(req, ctx2, now, base) {
   const tlsKey = checkTlsKey(req.public_keys.tls);
   const attestation = await attest(token, req, ctx2, now);
   const grants = grantsFor(set2, token.spec.bot_name);
-  const wantsSsh = req.outputs.includes("ssh") || req.outputs.includes("identity");
-  if (wantsSsh && grants.logins.length === 0) {
-    throw denied(
-      `bot "${grants.botName}" has no SSH logins`,
-      `Add "logins: [...]" to one of the roles of bot "${grants.botName}" (${grants.roles.map((r) => r.metadata.name).join(", ")}).`
-    );
+  const botName = grants.botName;
+  const tctx = { joinMethod: req.join_method, claims: attestation.claims };
+  const wants = (o) => req.outputs.includes(o);
+  const logins = sshLogins(grants, tctx);
+  if (wants("ssh") && logins.length === 0) {
+    throw denied(`bot "${botName}" has no SSH logins`, `Add "logins: [...]" to one of the roles of bot "${botName}" (${grants.roles.map((r) => r.metadata.name).join(", ")}).`);
   }
+  const kube = wants("kubernetes") ? authorizeKubernetes(grants, set2, req.kubernetes.cluster, tctx) : void 0;
+  const db = wants("database") ? authorizeDatabase(grants, set2, req.database) : void 0;
+  const spiffe = wants("spiffe-x509") || wants("jwt") ? authorizeSpiffe(grants, req.spiffe?.path, tctx) : void 0;
+  const jwtAudiences = wants("jwt") ? authorizeJwtAudiences(grants, req.jwt.audiences) : void 0;
   const { ttl, capped } = effectiveTtl(req.ttl, grants);
   const nowS = Math.floor(now.getTime() / 1e3);
   const validAfter = nowS - BACKDATE_SECONDS;
   const validBefore = nowS + ttl;
+  const notBefore = new Date(validAfter * 1e3);
   const expiresAt = new Date(validBefore * 1e3);
+  const expiresIso = expiresAt.toISOString();
   const instanceId = randomUUID2();
   const events = [];
-  const keyId = `bot=${grants.botName},${attestation.subject},instance=${instanceId}`;
-  const sshCert = ctx2.authorities.sshUser.sign({
-    publicKey: sshKey,
-    certType: "user",
-    keyId,
-    principals: grants.logins,
-    validAfter,
-    validBefore
-  });
-  events.push({ ...base, type: "cert.issued", botName: grants.botName, instanceId, data: { kind: "ssh_user", key_id: keyId, principals: grants.logins, expires_at: expiresAt.toISOString() } });
-  const tls = ctx2.authorities.tls.issue({
-    publicKey: tlsKey,
-    commonName: grants.botName,
-    notBefore: new Date(validAfter * 1e3),
-    notAfter: expiresAt,
-    extKeyUsage: ["clientAuth"]
-  });
-  events.push({ ...base, type: "cert.issued", botName: grants.botName, instanceId, data: { kind: "tls_client", serial: tls.serialHex, subject: `CN=${grants.botName}`, expires_at: expiresAt.toISOString() } });
-  events.unshift({ ...base, type: "join.success", botName: grants.botName, instanceId, data: { claims: attestation.claims, ttl_seconds: ttl } });
+  const issued = (kind, data) => events.push({ ...base, type: "cert.issued", botName, instanceId, data: { kind, ...data, expires_at: expiresIso } });
+  const x509 = (issuer, opts) => issuer.issue({ publicKey: tlsKey, notBefore, notAfter: expiresAt, extKeyUsage: ["clientAuth"], ...opts });
+  const response = {
+    bot_name: botName,
+    bot_instance_id: instanceId,
+    expires_at: expiresIso,
+    ttl_seconds: ttl,
+    ttl_capped: capped,
+    tls: { certificate: "", ca: ctx2.authorities.tlsCaPem }
+  };
+  if (logins.length > 0) {
+    const keyId = `bot=${botName},${attestation.subject},instance=${instanceId}`;
+    response.ssh = {
+      certificate: ctx2.authorities.sshUser.sign({ publicKey: sshKey, certType: "user", keyId, principals: logins, validAfter, validBefore }),
+      principals: logins,
+      user_ca: ctx2.authorities.sshUserCaLine,
+      host_ca: ctx2.authorities.sshHostCaLine
+    };
+    issued("ssh_user", { key_id: keyId, principals: logins });
+  }
+  const tls = x509(ctx2.authorities.tls, { commonName: botName });
+  response.tls.certificate = tls.pem;
+  issued("tls_client", { serial: tls.serialHex, subject: `CN=${botName}` });
+  if (kube) {
+    const cert = x509(ctx2.authorities.tls, { commonName: kube.user, organizations: kube.groups });
+    response.kubernetes = {
+      cluster: kube.cluster.metadata.name,
+      server: kube.cluster.spec.server,
+      ca: kube.cluster.spec.ca,
+      ...kube.cluster.spec.tls_server_name ? { tls_server_name: kube.cluster.spec.tls_server_name } : {},
+      certificate: cert.pem,
+      user: kube.user,
+      groups: kube.groups
+    };
+    issued("kubernetes", { serial: cert.serialHex, cluster: kube.cluster.metadata.name, user: kube.user, groups: kube.groups });
+  }
+  if (db) {
+    const cert = x509(ctx2.authorities.tls, { commonName: db.user });
+    const spec = db.database.spec;
+    response.database = {
+      service: db.database.metadata.name,
+      protocol: spec.protocol,
+      host: spec.host,
+      port: spec.port,
+      ca: spec.ca,
+      certificate: cert.pem,
+      user: db.user,
+      name: db.name
+    };
+    issued("database", { serial: cert.serialHex, database: db.database.metadata.name, user: db.user });
+  }
+  const spiffeId = spiffe ? `spiffe://${ctx2.trustDomain}${spiffe.path}` : void 0;
+  if (spiffe && wants("spiffe-x509")) {
+    const cert = x509(ctx2.authorities.spiffe, {
+      commonName: botName,
+      uris: [spiffeId],
+      dnsNames: spiffe.dnsSans,
+      ipAddresses: spiffe.ipSans
+    });
+    response.spiffe = { spiffe_id: spiffeId, certificate: cert.pem, bundle: ctx2.authorities.spiffe.caCertPem };
+    issued("spiffe_x509", { serial: cert.serialHex, spiffe_id: spiffeId });
+  }
+  if (jwtAudiences) {
+    const token2 = await ctx2.authorities.jwt.sign(
+      { ...jwtClaims(attestation.claims), bot_name: botName, bot_instance_id: instanceId, join_method: req.join_method },
+      { issuer: ctx2.publicUrl, subject: spiffeId, audience: jwtAudiences, issuedAt: nowS, expiresAt: validBefore, jti: randomUUID2() }
+    );
+    response.jwt = { token: token2, spiffe_id: spiffeId, audiences: jwtAudiences };
+    issued("jwt_svid", { spiffe_id: spiffeId, audiences: jwtAudiences, kid: ctx2.authorities.jwt.kid });
+  }
+  events.unshift({ ...base, type: "join.success", botName, instanceId, data: { claims: attestation.claims, ttl_seconds: ttl, outputs: req.outputs } });
   const result = await ctx2.store.commitJoin({
     replay: { issuer: attestation.issuer, jti: attestation.jti, expiresAt: attestation.expiresAt + 120 },
     instance: {
       id: instanceId,
-      botName: grants.botName,
+      botName,
       tokenName: req.token,
       joinMethod: req.join_method,
       claims: attestation.claims,
       createdAt: now.toISOString(),
-      expiresAt: expiresAt.toISOString(),
+      expiresAt: expiresIso,
       generation: 1
     },
     events
@@ -30687,20 +31297,12 @@ async function joinUnaudited(req, ctx2, now, base) {
     );
   }
   ctx2.audit.logged(events);
-  return {
-    bot_name: grants.botName,
-    bot_instance_id: instanceId,
-    expires_at: expiresAt.toISOString(),
-    ttl_seconds: ttl,
-    ttl_capped: capped,
-    ssh: {
-      certificate: sshCert,
-      principals: grants.logins,
-      user_ca: ctx2.authorities.sshUserCaLine,
-      host_ca: ctx2.authorities.sshHostCaLine
-    },
-    tls: { certificate: tls.pem, ca: ctx2.authorities.tlsCaPem }
-  };
+  return response;
+}
+function jwtClaims(claims) {
+  const out = {};
+  for (const [k, v] of Object.entries(claims)) if (!["iss", "aud", "sub", "jti", "exp", "iat", "nbf"].includes(k)) out[k] = v;
+  return out;
 }
 function checkSshKey(line) {
   try {
@@ -30715,9 +31317,10 @@ function checkSshKey(line) {
 }
 function checkTlsKey(pem2) {
   try {
-    const key = createPublicKey3(pem2);
+    const key = createPublicKey4(pem2);
     const t = key.asymmetricKeyType;
-    if (t !== "ec" && t !== "ed25519") throw new Error(`key type ${t} is not accepted; send an ECDSA P-256 key`);
+    if (t !== "ec" && t !== "ed25519")
+      throw new Error(`key type ${t} is not accepted; send an ECDSA P-256 key`);
     return key;
   } catch (e) {
     throw new JoinError("bad_request", `public_keys.tls: ${e.message}`);
@@ -30791,6 +31394,12 @@ function createHandler(ctx2) {
 `, "text/plain; charset=utf-8");
           case "/v1/ca/tls":
             return send(res, 200, ctx2.authorities.tlsCaPem, "application/x-pem-file");
+          case "/v1/ca/spiffe":
+            return send(res, 200, ctx2.authorities.spiffe.caCertPem, "application/x-pem-file");
+          case "/.well-known/jwks.json":
+            return send(res, 200, ctx2.authorities.jwt.jwks(), "application/json");
+          case "/.well-known/openid-configuration":
+            return send(res, 200, openIdConfiguration(ctx2.publicUrl), "application/json");
         }
       } else if (req.method === "POST" && path === "/v1/join") {
         return await join3(req, res, ctx2);
@@ -30808,7 +31417,12 @@ async function join3(req, res, ctx2) {
   }
   const raw = await readBody(req);
   if (raw === "too_large") {
-    return sendError(res, 413, "payload_too_large", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    return sendError(
+      res,
+      413,
+      "payload_too_large",
+      `the request body is larger than ${MAX_BODY_BYTES} bytes`
+    );
   }
   let value;
   try {
@@ -30818,7 +31432,12 @@ async function join3(req, res, ctx2) {
   }
   const parsed = JoinRequestSchema.safeParse(value);
   if (!parsed.success) {
-    return sendError(res, 400, "bad_request", `invalid join request: ${describeProblems(fieldProblems(parsed.error))}`);
+    return sendError(
+      res,
+      400,
+      "bad_request",
+      `invalid join request: ${describeProblems(fieldProblems(parsed.error))}`
+    );
   }
   try {
     const out = await handleJoin(parsed.data, { remoteAddr: req.socket.remoteAddress }, ctx2);
@@ -30834,6 +31453,7 @@ var init_http = __esm({
     "use strict";
     init_join();
     init_validation();
+    init_jwt();
     init_join2();
     init_errors4();
     MAX_BODY_BYTES = 64 * 1024;
@@ -30891,21 +31511,37 @@ async function startService(opts) {
       }
     }
     const hostLabel = host.includes(":") ? `[${host}]` : host;
-    const authorities = new Authorities(await store.loadOrCreateCAs(() => createAuthorityRecords(opts.publicUrl ?? hostLabel)));
+    let authorities = new Authorities(
+      await store.loadOrCreateCAs((name2) => createAuthorityRecord(name2, opts.publicUrl ?? hostLabel))
+    );
     const audit = new Audit(store, logger);
     let publicUrl = opts.publicUrl ? normalizeServiceUrl(opts.publicUrl) : "";
+    let trustDomain = opts.trustDomain ?? (publicUrl ? new URL(publicUrl).hostname : "");
+    if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) {
+      throw new ServeError(`--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`);
+    }
     const handler = createHandler({
       store,
-      authorities,
+      get authorities() {
+        return authorities;
+      },
       resources: () => resources,
       audit,
       jwks: new JwksCache(),
       get publicUrl() {
         return publicUrl;
       },
+      get trustDomain() {
+        return trustDomain;
+      },
       logger
     });
-    const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: 3e4, headersTimeout: 1e4, keepAliveTimeout: 5e3 };
+    const serverOptions = {
+      maxHeaderSize: 16 * 1024,
+      requestTimeout: 3e4,
+      headersTimeout: 1e4,
+      keepAliveTimeout: 5e3
+    };
     const server = tlsOptions ? createHttpsServer({ ...serverOptions, ...tlsOptions, minVersion: "TLSv1.2" }, handler) : createHttpServer(serverOptions, handler);
     await new Promise((resolve, reject) => {
       server.once(
@@ -30917,17 +31553,29 @@ async function startService(opts) {
     const actualPort = server.address().port;
     const url2 = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
     if (!publicUrl) publicUrl = url2;
-    const prune = setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
-    }), 6e5);
+    if (!trustDomain) trustDomain = new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
+    const prune = setInterval(
+      () => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
+      }),
+      6e5
+    );
     prune.unref();
-    logger.log("info", "idbot service started", { url: url2, public_url: publicUrl, store: store.kind, data_dir: opts.dataDir });
+    logger.log("info", "idbot service started", {
+      url: url2,
+      public_url: publicUrl,
+      store: store.kind,
+      data_dir: opts.dataDir
+    });
     return {
       url: url2,
       publicUrl,
       store,
-      authorities,
-      reload() {
+      get authorities() {
+        return authorities;
+      },
+      async reload() {
         const next = loadResources(opts.resourcesPath);
+        authorities = new Authorities(await store.loadOrCreateCAs((name2) => createAuthorityRecord(name2, publicUrl)));
         resources = next;
         logger.log("info", "resources reloaded", {
           roles: next.roles.size,
@@ -30958,7 +31606,7 @@ var init_service = __esm({
     init_audit();
     init_authorities();
     init_http();
-    init_jwt();
+    init_jwt2();
     init_log();
     init_resources();
     init_sqlite();
@@ -31082,17 +31730,19 @@ async function signHost(argv) {
   try {
     line = readFileSync(keyFile, "utf8").trim();
   } catch (e) {
-    throw new CliError(`cannot read ${keyFile}: ${e.code ?? e.message}`);
+    throw new CliError(
+      `cannot read ${keyFile}: ${e.code ?? e.message}`
+    );
   }
   if (line.includes("PRIVATE KEY")) {
     throw new CliError(`${keyFile} is a private key; give the public key (${keyFile}.pub)`);
   }
   const { openSqliteStore: openSqliteStore2 } = await Promise.resolve().then(() => (init_sqlite(), sqlite_exports));
-  const { Authorities: Authorities2, createAuthorityRecords: createAuthorityRecords2 } = await Promise.resolve().then(() => (init_authorities(), authorities_exports));
+  const { Authorities: Authorities2, createAuthorityRecord: createAuthorityRecord2 } = await Promise.resolve().then(() => (init_authorities(), authorities_exports));
   const { writeFileSync } = await import("node:fs");
   const store = openSqliteStore2(dataDir);
   try {
-    const auth = new Authorities2(await store.loadOrCreateCAs(() => createAuthorityRecords2("idbot")));
+    const auth = new Authorities2(await store.loadOrCreateCAs((name2) => createAuthorityRecord2(name2, "idbot")));
     const now = Math.floor(Date.now() / 1e3);
     let cert;
     try {
@@ -31111,9 +31761,15 @@ async function signHost(argv) {
     writeFileSync(out, `${cert}
 `, { mode: 420 });
     await store.appendAudit([
-      { type: "cert.issued", time: (/* @__PURE__ */ new Date()).toISOString(), data: { kind: "ssh_host", principals, key_file: keyFile } }
+      {
+        type: "cert.issued",
+        time: (/* @__PURE__ */ new Date()).toISOString(),
+        data: { kind: "ssh_host", principals, key_file: keyFile }
+      }
     ]);
-    say(`wrote host certificate ${out} for ${principals.join(", ")}, valid until ${new Date((now + ttl) * 1e3).toISOString()}`);
+    say(
+      `wrote host certificate ${out} for ${principals.join(", ")}, valid until ${new Date((now + ttl) * 1e3).toISOString()}`
+    );
     process.stdout.write(`${out}
 `);
     return 0;
@@ -31169,7 +31825,7 @@ async function explainCommand(argv) {
   const now = v.at ? parseAt(v.at) : /* @__PURE__ */ new Date();
   const { loadResources: loadResources2 } = await Promise.resolve().then(() => (init_resources(), resources_exports));
   const { checkGitHubToken: checkGitHubToken2, GITHUB_RULE_FIELDS: GITHUB_RULE_FIELDS2, githubIssuer: githubIssuer2 } = await Promise.resolve().then(() => (init_github(), github_exports));
-  const { JwksCache: JwksCache2 } = await Promise.resolve().then(() => (init_jwt(), jwt_exports));
+  const { JwksCache: JwksCache2 } = await Promise.resolve().then(() => (init_jwt2(), jwt_exports));
   const { JoinError: JoinError2 } = await Promise.resolve().then(() => (init_errors4(), errors_exports3));
   const { evaluateRules: evaluateRules2 } = await Promise.resolve().then(() => (init_rules(), rules_exports));
   let set2;
@@ -31180,13 +31836,17 @@ async function explainCommand(argv) {
   }
   const token = set2.tokens.get(tokenName);
   if (!token) {
-    throw new CliError(`join token "${tokenName}" is not declared in ${resourcesPath} (declared: ${[...set2.tokens.keys()].join(", ") || "none"})`);
+    throw new CliError(
+      `join token "${tokenName}" is not declared in ${resourcesPath} (declared: ${[...set2.tokens.keys()].join(", ") || "none"})`
+    );
   }
   let idToken;
   try {
     idToken = readFileSync3(idTokenFile === "-" ? 0 : idTokenFile, "utf8").trim();
   } catch (e) {
-    throw new CliError(`cannot read the ID token from ${idTokenFile}: ${e.code ?? e.message}`);
+    throw new CliError(
+      `cannot read the ID token from ${idTokenFile}: ${e.code ?? e.message}`
+    );
   }
   let claims;
   let header2;
@@ -31205,7 +31865,17 @@ async function explainCommand(argv) {
   out.push(`  checked at ${now.toISOString()}${v.at ? " (--at)" : ""}`);
   out.push("");
   out.push(`ID token: alg ${String(header2.alg)}, kid ${String(header2.kid ?? "-")}`);
-  for (const k of ["iss", "sub", "aud", ...GITHUB_RULE_FIELDS2.filter((f) => f !== "sub"), "run_id", "run_attempt", "iat", "nbf", "exp"]) {
+  for (const k of [
+    "iss",
+    "sub",
+    "aud",
+    ...GITHUB_RULE_FIELDS2.filter((f) => f !== "sub"),
+    "run_id",
+    "run_attempt",
+    "iat",
+    "nbf",
+    "exp"
+  ]) {
     if (claims[k] === void 0) continue;
     const val = ["iat", "nbf", "exp"].includes(k) ? `${claims[k]} (${new Date(Number(claims[k]) * 1e3).toISOString()})` : JSON.stringify(claims[k]);
     out.push(`  ${k.padEnd(20)} ${val}`);
@@ -31232,7 +31902,9 @@ async function explainCommand(argv) {
   for (const r of verdicts) {
     out.push(`  rule ${r.index + 1}: ${r.ok ? "MATCH" : "no match"}`);
     for (const f of r.fields) {
-      out.push(`    ${f.ok ? "✓" : "✗"} ${f.field.padEnd(20)} want ${JSON.stringify(f.want)}, got ${f.got === void 0 ? "(absent)" : JSON.stringify(f.got)}`);
+      out.push(
+        `    ${f.ok ? "✓" : "✗"} ${f.field.padEnd(20)} want ${JSON.stringify(f.want)}, got ${f.got === void 0 ? "(absent)" : JSON.stringify(f.got)}`
+      );
     }
   }
   const matched = verdicts.find((r) => r.ok);
@@ -31259,6 +31931,8 @@ Options:
   --listen HOST:PORT    address to listen on (port 0 picks a free port)
   --resources PATH      a YAML file or a directory of *.yaml resources
   --public-url URL      URL clients use (default: the listen URL); the default audience
+                        and the issuer of the JWTs the service signs
+  --trust-domain NAME   SPIFFE trust domain (default: the public URL's host)
   --tls-cert FILE       PEM certificate chain for HTTPS
   --tls-key FILE        PEM private key for HTTPS
 
@@ -31274,6 +31948,7 @@ async function serveCommand(argv) {
       listen: { type: "string" },
       resources: { type: "string" },
       "public-url": { type: "string" },
+      "trust-domain": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" }
     },
@@ -31289,6 +31964,7 @@ async function serveCommand(argv) {
       listen: required(v.listen, "--listen"),
       resourcesPath: required(v.resources, "--resources"),
       publicUrl: v["public-url"],
+      trustDomain: v["trust-domain"],
       tlsCertFile: v["tls-cert"],
       tlsKeyFile: v["tls-key"]
     });
@@ -31298,9 +31974,9 @@ async function serveCommand(argv) {
   }
   process.stdout.write(`idbot service listening on ${svc.url} (public URL ${svc.publicUrl})
 `);
-  process.on("SIGHUP", () => {
+  process.on("SIGHUP", async () => {
     try {
-      svc.reload();
+      await svc.reload();
     } catch (e) {
       process.stderr.write(
         `${JSON.stringify({ time: (/* @__PURE__ */ new Date()).toISOString(), level: "error", msg: "resource reload failed; keeping the previous resources", error: e.message })}

@@ -21032,6 +21032,7 @@ var Summary = class {
   }
 };
 var _summary = new Summary();
+var summary = _summary;
 
 // node_modules/@actions/core/lib/platform.js
 import os3 from "os";
@@ -40885,7 +40886,7 @@ function date4(params) {
 
 // src/protocol/join.ts
 var JOIN_METHODS = ["github"];
-var OUTPUT_TYPES = ["identity", "ssh"];
+var OUTPUT_TYPES = ["identity", "ssh", "kubernetes", "database", "spiffe-x509", "jwt"];
 var MAX_TTL_SECONDS = 24 * 3600;
 var pem = (label) => external_exports.string().max(8192).refine((s) => s.includes(`-----BEGIN ${label}-----`), { message: `expected a PEM ${label}` });
 var JoinRequestSchema = external_exports.strictObject({
@@ -40900,7 +40901,24 @@ var JoinRequestSchema = external_exports.strictObject({
   }),
   outputs: external_exports.array(external_exports.enum(OUTPUT_TYPES)).min(1).max(16).default(["identity", "ssh"]),
   /** Requested certificate lifetime in seconds; capped by the roles' max_ttl. */
-  ttl: external_exports.number().int().positive().max(MAX_TTL_SECONDS).optional()
+  ttl: external_exports.number().int().positive().max(MAX_TTL_SECONDS).optional(),
+  kubernetes: external_exports.strictObject({ cluster: external_exports.string().min(1).max(128) }).optional(),
+  database: external_exports.strictObject({
+    service: external_exports.string().min(1).max(128),
+    user: external_exports.string().min(1).max(63),
+    name: external_exports.string().min(1).max(63).optional()
+  }).optional(),
+  spiffe: external_exports.strictObject({ path: external_exports.string().min(1).max(2048).optional() }).optional(),
+  jwt: external_exports.strictObject({ audiences: external_exports.array(external_exports.string().min(1).max(512)).min(1).max(16) }).optional()
+}).superRefine((r, ctx) => {
+  const need = [
+    ["kubernetes", "kubernetes", "the kubernetes output needs kubernetes.cluster"],
+    ["database", "database", "the database output needs database.service and database.user"],
+    ["jwt", "jwt", "the jwt output needs jwt.audiences"]
+  ];
+  for (const [output2, field, message] of need) {
+    if (r.outputs.includes(output2) && r[field] === void 0) ctx.addIssue({ code: "custom", path: [field], message });
+  }
 });
 var JoinResponseSchema = external_exports.object({
   bot_name: external_exports.string(),
@@ -40919,7 +40937,39 @@ var JoinResponseSchema = external_exports.object({
   tls: external_exports.object({
     certificate: external_exports.string(),
     ca: external_exports.string()
-  })
+  }),
+  kubernetes: external_exports.object({
+    cluster: external_exports.string(),
+    server: external_exports.string(),
+    /** CA of the API server, for certificate-authority-data. */
+    ca: external_exports.string(),
+    tls_server_name: external_exports.string().optional(),
+    certificate: external_exports.string(),
+    user: external_exports.string(),
+    groups: external_exports.array(external_exports.string())
+  }).optional(),
+  database: external_exports.object({
+    service: external_exports.string(),
+    protocol: external_exports.string(),
+    host: external_exports.string(),
+    port: external_exports.number(),
+    /** CA of the database server, for sslrootcert. */
+    ca: external_exports.string(),
+    certificate: external_exports.string(),
+    user: external_exports.string(),
+    name: external_exports.string()
+  }).optional(),
+  spiffe: external_exports.object({
+    spiffe_id: external_exports.string(),
+    certificate: external_exports.string(),
+    /** The trust domain's X.509 bundle (the SPIFFE CA). */
+    bundle: external_exports.string()
+  }).optional(),
+  jwt: external_exports.object({
+    token: external_exports.string(),
+    spiffe_id: external_exports.string(),
+    audiences: external_exports.array(external_exports.string())
+  }).optional()
 });
 var ErrorBodySchema = external_exports.object({
   error: external_exports.object({
@@ -41490,13 +41540,23 @@ function nodeTransport(opts = {}) {
           });
           res.on(
             "end",
-            () => resolve2({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") })
+            () => resolve2({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body: Buffer.concat(chunks).toString("utf8")
+            })
           );
           res.on("error", (e) => reject(new TransportError(e.message, e.code)));
         });
-        const timer = setTimeout(() => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
+        const timer = setTimeout(
+          () => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")),
+          timeoutMs
+        );
         req.on("close", () => clearTimeout(timer));
-        req.on("timeout", () => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")));
+        req.on(
+          "timeout",
+          () => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT"))
+        );
         req.on("error", (e) => {
           const code = e.code;
           reject(
@@ -41527,7 +41587,8 @@ var text = (get, name) => {
 };
 function required2(get, name, example) {
   const v = text(get, name);
-  if (v === void 0) throw new InputError(name, `is required, for example:
+  if (v === void 0)
+    throw new InputError(name, `is required, for example:
 
   with:
     ${name}: ${example}`);
@@ -41560,10 +41621,14 @@ function caPem(get) {
     try {
       pem2 = readFileSync(v, "utf8");
     } catch (e) {
-      throw new InputError("ca", `is neither PEM text nor a readable file (${e.code ?? "error"})`);
+      throw new InputError(
+        "ca",
+        `is neither PEM text nor a readable file (${e.code ?? "error"})`
+      );
     }
   }
-  if (!pem2.includes("-----BEGIN CERTIFICATE-----")) throw new InputError("ca", "holds no PEM CERTIFICATE block");
+  if (!pem2.includes("-----BEGIN CERTIFICATE-----"))
+    throw new InputError("ca", "holds no PEM CERTIFICATE block");
   return pem2;
 }
 function parseCommonInputs(get) {
@@ -41580,6 +41645,22 @@ function parseCommonInputs(get) {
       throw new InputError("outputs", `unknown output "${o}" (known: ${OUTPUT_TYPES.join(", ")})`);
     }
   }
+  const needs = (output2, input2, example) => {
+    if (!outputs.includes(output2)) return text(get, input2);
+    const v = text(get, input2);
+    if (v === void 0) {
+      throw new InputError(input2, `is required by the ${output2} output, for example:
+
+  with:
+    outputs: ${outputs.join(",")}
+    ${input2}: ${example}`);
+    }
+    return v;
+  };
+  const kubernetesCluster = needs("kubernetes", "kubernetes-cluster", "prod");
+  const dbService = needs("database", "database", "app-db");
+  const dbUser = needs("database", "database-user", "ci");
+  const jwtAudience = needs("jwt", "jwt-audience", "vault");
   const ttl = durationSeconds(get, "certificate-ttl");
   if (ttl !== void 0 && (ttl <= 0 || ttl > MAX_TTL_SECONDS)) {
     throw new InputError("certificate-ttl", "must be between 1s and 24h");
@@ -41597,7 +41678,15 @@ function parseCommonInputs(get) {
     outputs: outputs.length > 0 ? outputs : ["identity", "ssh"],
     ttlSeconds: ttl,
     sshHosts: list(get, "ssh-hosts"),
-    policy: { retries: Number(retriesText), attemptTimeoutMs: attemptTimeout * 1e3, deadlineMs: deadline * 1e3 },
+    kubernetesCluster,
+    database: dbService && dbUser ? { service: dbService, user: dbUser, name: text(get, "database-name") } : void 0,
+    spiffePath: text(get, "spiffe-path"),
+    jwtAudiences: jwtAudience ? list(get, "jwt-audience") : void 0,
+    policy: {
+      retries: Number(retriesText),
+      attemptTimeoutMs: attemptTimeout * 1e3,
+      deadlineMs: deadline * 1e3
+    },
     caPem: caPem(get),
     exportEnv: parseBoolean(get, "export-env", true),
     cleanup: parseBoolean(get, "cleanup", true)
@@ -41635,7 +41724,10 @@ function errorOf(res) {
     if (parsed.success) return parsed.data.error;
   } catch {
   }
-  return { code: `http_${res.status}`, message: `the service answered HTTP ${res.status}${res.body ? `: ${res.body.slice(0, 200)}` : ""}` };
+  return {
+    code: `http_${res.status}`,
+    message: `the service answered HTTP ${res.status}${res.body ? `: ${res.body.slice(0, 200)}` : ""}`
+  };
 }
 async function joinWithRetries(call) {
   const sleep = call.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
@@ -41669,10 +41761,14 @@ async function joinWithRetries(call) {
         try {
           value = JSON.parse(res.body);
         } catch {
-          throw new JoinFailure("protocol", "the service's answer is not JSON; is the server URL an idbot service?");
+          throw new JoinFailure(
+            "protocol",
+            "the service's answer is not JSON; is the server URL an idbot service?"
+          );
         }
         const parsed = JoinResponseSchema.safeParse(value);
-        if (!parsed.success) throw new JoinFailure("protocol", "the service's answer does not match the idbot v1 protocol");
+        if (!parsed.success)
+          throw new JoinFailure("protocol", "the service's answer does not match the idbot v1 protocol");
         return parsed.data;
       }
       const err = errorOf(res);
@@ -41708,7 +41804,7 @@ async function joinWithRetries(call) {
 
 // src/client/run.ts
 import { rmdir as rmdir3 } from "node:fs/promises";
-import { join as join3 } from "node:path";
+import { join as join4 } from "node:path";
 
 // src/client/files.ts
 import { randomBytes } from "node:crypto";
@@ -41876,7 +41972,8 @@ function pathProblem(p) {
   for (const seg of p.split("/")) {
     if (seg === "") return "empty segment (leading, trailing or double slash)";
     if (seg === "." || seg === "..") return `"${seg}" segments are not allowed`;
-    if (Buffer.byteLength(seg) > 255) return "a segment is longer than 255 bytes";
+    if (Buffer.byteLength(seg) > 200)
+      return "a segment is longer than 200 bytes (room is kept for the temp suffix)";
     if (seg.endsWith(".") || seg.endsWith(" "))
       return "a segment ends with a dot or a space (Windows drops them)";
     if (WINDOWS_FORBIDDEN.test(seg)) return 'contains one of < > " | ? * (invalid on Windows)';
@@ -42073,7 +42170,7 @@ async function retryOnWindows(fn) {
       const code = errorCode(err);
       if (!IS_WINDOWS3 || attempt >= 10 || code !== "EPERM" && code !== "EACCES" && code !== "EBUSY")
         throw err;
-      await delay(10 * attempt);
+      await delay(20 * attempt);
     }
   }
 }
@@ -42302,20 +42399,127 @@ function identityOutput({ response, keys }) {
   }
   return {
     files,
-    outputs: { "identity-dir": IDENTITY_DIR, "tls-cert": f("tlscert"), "tls-key": f("tlskey"), "tls-ca": f("tls-ca.pem") },
-    env: { IDBOT_IDENTITY_DIR: IDENTITY_DIR }
+    outputs: {
+      "identity-dir": IDENTITY_DIR,
+      "tls-cert": f("tlscert"),
+      "tls-key": f("tlskey"),
+      "tls-ca": f("tls-ca.pem")
+    },
+    env: { IDBOT_IDENTITY_DIR: IDENTITY_DIR },
+    summary: [
+      ...response.ssh ? [{ type: "SSH user certificate", identity: response.ssh.principals.join(", "), path: f("key-cert.pub") }] : [],
+      { type: "TLS client certificate", identity: `CN=${response.bot_name}`, path: f("tlscert") }
+    ]
+  };
+}
+
+// src/client/outputs/database.ts
+import { join as join2 } from "node:path";
+function databaseOutput({ dir, response, keys }) {
+  const d = response.database;
+  if (!d) throw new Error("the service issued no database certificate for the database output");
+  const abs = (name) => join2(dir, "database", name);
+  const host = d.host.includes(":") ? `[${d.host}]` : d.host;
+  const params = new URLSearchParams({
+    sslmode: "verify-full",
+    sslcert: abs("tls.crt"),
+    sslkey: abs("tls.key"),
+    sslrootcert: abs("ca.crt")
+  });
+  const url2 = `postgresql://${encodeURIComponent(d.user)}@${host}:${d.port}/${encodeURIComponent(d.name)}?${params.toString().replace(/\+/g, "%20")}`;
+  return {
+    files: [
+      { path: "database/tls.crt", contents: d.certificate },
+      { path: "database/tls.key", contents: keys.tlsPrivatePem },
+      { path: "database/ca.crt", contents: d.ca }
+    ],
+    outputs: { "database-cert": "database/tls.crt", "database-key": "database/tls.key", "database-ca": "database/ca.crt" },
+    values: { "database-url": url2 },
+    summary: [{ type: `Database (${d.service})`, identity: `user ${d.user}, database ${d.name}`, path: "database/tls.crt" }]
+  };
+}
+
+// src/client/outputs/kubernetes.ts
+var b64 = (s) => Buffer.from(s).toString("base64");
+var q = (s) => JSON.stringify(s);
+function kubernetesOutput({ response, keys }) {
+  const k = response.kubernetes;
+  if (!k) throw new Error("the service issued no Kubernetes certificate for the kubernetes output");
+  const keyData = b64(keys.tlsPrivatePem);
+  const user = `idbot-${response.bot_name}`;
+  const kubeconfig = [
+    "# Written by idbot. Expires at " + response.expires_at,
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    `  - name: ${q(k.cluster)}`,
+    "    cluster:",
+    `      server: ${q(k.server)}`,
+    `      certificate-authority-data: ${q(b64(k.ca))}`,
+    ...k.tls_server_name ? [`      tls-server-name: ${q(k.tls_server_name)}`] : [],
+    "users:",
+    `  - name: ${q(user)}`,
+    "    user:",
+    `      client-certificate-data: ${q(b64(k.certificate))}`,
+    `      client-key-data: ${q(keyData)}`,
+    "contexts:",
+    `  - name: ${q(k.cluster)}`,
+    "    context:",
+    `      cluster: ${q(k.cluster)}`,
+    `      user: ${q(user)}`,
+    `current-context: ${q(k.cluster)}`,
+    "preferences: {}",
+    ""
+  ].join("\n");
+  return {
+    files: [{ path: "kubernetes/kubeconfig.yaml", contents: kubeconfig }],
+    outputs: { kubeconfig: "kubernetes/kubeconfig.yaml" },
+    env: { KUBECONFIG: "kubernetes/kubeconfig.yaml" },
+    summary: [
+      {
+        type: `Kubernetes (${k.cluster})`,
+        identity: `user ${k.user}${k.groups.length ? `, groups ${k.groups.join(", ")}` : ""}`,
+        path: "kubernetes/kubeconfig.yaml"
+      }
+    ],
+    secrets: [keyData]
+  };
+}
+
+// src/client/outputs/spiffe.ts
+function spiffeX509Output({ response, keys }) {
+  const s = response.spiffe;
+  if (!s) throw new Error("the service issued no X.509-SVID for the spiffe-x509 output");
+  return {
+    files: [
+      { path: "spiffe/svid.pem", contents: s.certificate },
+      { path: "spiffe/svid_key.pem", contents: keys.tlsPrivatePem },
+      { path: "spiffe/svid_bundle.pem", contents: s.bundle }
+    ],
+    outputs: { "spiffe-dir": "spiffe" },
+    summary: [{ type: "SPIFFE X.509-SVID", identity: s.spiffe_id, path: "spiffe/svid.pem" }]
+  };
+}
+function jwtOutput({ response }) {
+  const j = response.jwt;
+  if (!j) throw new Error("the service issued no JWT-SVID for the jwt output");
+  return {
+    files: [{ path: "spiffe/jwt_svid.token", contents: j.token }],
+    outputs: { "jwt-svid-file": "spiffe/jwt_svid.token" },
+    summary: [{ type: `JWT-SVID (aud ${j.audiences.join(", ")})`, identity: j.spiffe_id, path: "spiffe/jwt_svid.token" }],
+    secrets: [j.token]
   };
 }
 
 // src/client/outputs/ssh.ts
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function quote(path) {
   if (path.includes('"')) throw new Error(`cannot write a path containing '"' into ssh_config: ${path}`);
   return `"${path}"`;
 }
 function sshOutput({ dir, response, sshHosts }) {
   if (!response.ssh) throw new Error("the service issued no SSH certificate for the ssh output");
-  const abs = (name) => join2(dir, IDENTITY_DIR, name);
+  const abs = (name) => join3(dir, IDENTITY_DIR, name);
   const patterns = sshHosts.length > 0 ? sshHosts : ["*"];
   const knownHosts = `@cert-authority ${patterns.join(",")} ${response.ssh.host_ca}
 `;
@@ -42340,14 +42544,19 @@ function sshOutput({ dir, response, sshHosts }) {
       { path: `${IDENTITY_DIR}/known_hosts`, contents: knownHosts },
       { path: `${IDENTITY_DIR}/ssh_config`, contents: config2 }
     ],
-    outputs: { "ssh-config": `${IDENTITY_DIR}/ssh_config`, "known-hosts": `${IDENTITY_DIR}/known_hosts` }
+    outputs: { "ssh-config": `${IDENTITY_DIR}/ssh_config`, "known-hosts": `${IDENTITY_DIR}/known_hosts` },
+    summary: [{ type: "ssh_config", identity: `Host ${patterns.join(" ")}`, path: `${IDENTITY_DIR}/ssh_config` }]
   };
 }
 
 // src/client/run.ts
 var WRITERS = {
   identity: identityOutput,
-  ssh: sshOutput
+  ssh: sshOutput,
+  kubernetes: kubernetesOutput,
+  database: databaseOutput,
+  "spiffe-x509": spiffeX509Output,
+  jwt: jwtOutput
 };
 async function joinAndWrite(cfg, deps) {
   const keys = generateClientKeys(`idbot-${cfg.token}`);
@@ -42360,7 +42569,11 @@ async function joinAndWrite(cfg, deps) {
       join_method: cfg.joinMethod,
       public_keys: { ssh: keys.sshPublic, tls: keys.tlsPublicPem },
       outputs,
-      ...cfg.ttlSeconds ? { ttl: cfg.ttlSeconds } : {}
+      ...cfg.ttlSeconds ? { ttl: cfg.ttlSeconds } : {},
+      ...outputs.includes("kubernetes") ? { kubernetes: { cluster: cfg.kubernetesCluster } } : {},
+      ...outputs.includes("database") ? { database: cfg.database } : {},
+      ...cfg.spiffePath ? { spiffe: { path: cfg.spiffePath } } : {},
+      ...outputs.includes("jwt") ? { jwt: { audiences: cfg.jwtAudiences } } : {}
     },
     getIdToken: async (attempt) => {
       const t = await deps.getIdToken(attempt);
@@ -42386,11 +42599,14 @@ async function joinAndWrite(cfg, deps) {
     });
     throw e;
   }
-  const abs = (rel) => rel === "" ? dir : join3(dir, rel);
-  const result = { dir, response, outputs: {}, env: {}, files: Object.values(written) };
+  const abs = (rel) => rel === "" ? dir : join4(dir, rel);
+  const result = { dir, response, outputs: {}, env: {}, files: Object.values(written), summary: [] };
   for (const p of plans) {
+    for (const s of p.secrets ?? []) deps.onSecret?.(s);
     for (const [k, v] of Object.entries(p.outputs)) result.outputs[k] = abs(v);
+    for (const [k, v] of Object.entries(p.values ?? {})) result.outputs[k] = v;
     for (const [k, v] of Object.entries(p.env ?? {})) result.env[k] = abs(v);
+    for (const row of p.summary) result.summary.push({ ...row, path: abs(row.path) });
   }
   return result;
 }
@@ -42502,11 +42718,21 @@ function githubIdTokenSource(audience, env = process.env) {
     try {
       return await getIDToken(audience);
     } catch (e) {
-      throw Object.assign(new Error(`requesting the GitHub ID token failed: ${e.message}`), { retryable: true });
+      throw Object.assign(new Error(`requesting the GitHub ID token failed: ${e.message}`), {
+        retryable: true
+      });
     }
   };
 }
-var LOGGED_CLAIMS = ["iss", "sub", "aud", "repository", "ref", "job_workflow_ref", "runner_environment"];
+var LOGGED_CLAIMS = [
+  "iss",
+  "sub",
+  "aud",
+  "repository",
+  "ref",
+  "job_workflow_ref",
+  "runner_environment"
+];
 function loggableClaims(idToken) {
   try {
     const c = decodeJwt(idToken);
@@ -42540,7 +42766,9 @@ async function run() {
         setSecret(token);
         if (!claimsLogged) {
           claimsLogged = true;
-          info(`GitHub ID token claims (allow rules match these): ${JSON.stringify(loggableClaims(token))}`);
+          info(
+            `GitHub ID token claims (allow rules match these): ${JSON.stringify(loggableClaims(token))}`
+          );
         }
         return token;
       },
@@ -42553,13 +42781,30 @@ async function run() {
   for (const [name, path] of Object.entries(result.outputs)) setOutput(name, path);
   setOutput("expires-at", result.response.expires_at);
   setOutput("bot-instance-id", result.response.bot_instance_id);
-  if (inputs.exportEnv) for (const [name, path] of Object.entries(result.env)) exportVariable(name, path);
+  if (inputs.exportEnv)
+    for (const [name, path] of Object.entries(result.env)) exportVariable(name, path);
   const r = result.response;
-  if (r.ttl_capped) notice(`the requested certificate TTL was above the roles' max_ttl; certificates expire at ${r.expires_at}`);
+  await writeSummary(result.summary, r.expires_at);
+  if (r.ttl_capped)
+    notice(
+      `the requested certificate TTL was above the roles' max_ttl; certificates expire at ${r.expires_at}`
+    );
   info(
     `joined as bot "${r.bot_name}" (instance ${r.bot_instance_id}); SSH principals ${r.ssh?.principals.join(", ") ?? "-"}; expires ${r.expires_at}`
   );
   info(`identity written to ${result.dir}`);
+}
+async function writeSummary(rows, expiresAt) {
+  if (!process.env.GITHUB_STEP_SUMMARY) return;
+  await summary.addHeading("idbot credentials", 3).addTable([
+    [
+      { data: "Type", header: true },
+      { data: "Identity", header: true },
+      { data: "Expires", header: true },
+      { data: "File", header: true }
+    ],
+    ...rows.map((row) => [row.type, row.identity, expiresAt, row.path])
+  ]).write();
 }
 function runnerTemp() {
   const t = process.env.RUNNER_TEMP;

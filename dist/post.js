@@ -19709,7 +19709,8 @@ function pathProblem(p) {
   for (const seg of p.split("/")) {
     if (seg === "") return "empty segment (leading, trailing or double slash)";
     if (seg === "." || seg === "..") return `"${seg}" segments are not allowed`;
-    if (Buffer.byteLength(seg) > 255) return "a segment is longer than 255 bytes";
+    if (Buffer.byteLength(seg) > 200)
+      return "a segment is longer than 200 bytes (room is kept for the temp suffix)";
     if (seg.endsWith(".") || seg.endsWith(" "))
       return "a segment ends with a dot or a space (Windows drops them)";
     if (WINDOWS_FORBIDDEN.test(seg)) return 'contains one of < > " | ? * (invalid on Windows)';
@@ -19851,7 +19852,7 @@ async function retryOnWindows(fn) {
       const code = errorCode(err);
       if (!IS_WINDOWS3 || attempt >= 10 || code !== "EPERM" && code !== "EACCES" && code !== "EBUSY")
         throw err;
-      await delay(10 * attempt);
+      await delay(20 * attempt);
     }
   }
 }
@@ -19889,7 +19890,9 @@ async function run() {
     return;
   }
   const r = await cleanupDir(dir);
-  info(`idbot: removed ${r.removed.length} files from ${dir}${r.missing.length ? ` (${r.missing.length} already gone)` : ""}`);
+  info(
+    `idbot: removed ${r.removed.length} files from ${dir}${r.missing.length ? ` (${r.missing.length} already gone)` : ""}`
+  );
   if (r.refused.length > 0) warning(`idbot: left alone (unsafe to remove): ${r.refused.join(", ")}`);
   if (r.kept.length > 0) info(`idbot: kept files it did not write: ${r.kept.join(", ")}`);
 }

@@ -20,7 +20,11 @@ const common = {
   charset: "utf8",
 };
 
-await build({ ...common, entryPoints: { main: "src/action/main.ts", post: "src/action/post.ts" }, outdir: "dist" });
+await build({
+  ...common,
+  entryPoints: { main: "src/action/main.ts", post: "src/action/post.ts" },
+  outdir: "dist",
+});
 await build({
   ...common,
   entryPoints: { idbot: "src/cli/idbot.ts" },

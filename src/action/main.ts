@@ -2,8 +2,13 @@
 import * as core from "@actions/core";
 import { type CommonInputs, InputError, parseCommonInputs } from "../client/config.ts";
 import { JoinFailure } from "../client/join.ts";
-import { joinAndWrite } from "../client/run.ts";
-import { actionRefWarning, githubIdTokenSource, loggableClaims, MissingOidcError } from "../client/sources/github.ts";
+import { type JoinResult, joinAndWrite } from "../client/run.ts";
+import {
+  actionRefWarning,
+  githubIdTokenSource,
+  loggableClaims,
+  MissingOidcError,
+} from "../client/sources/github.ts";
 import { InsecureUrlError, nodeTransport } from "../client/transport.ts";
 
 export const STATE_DIR = "identity-dir";
@@ -26,13 +31,16 @@ async function run(): Promise<void> {
         core.setSecret(token);
         if (!claimsLogged) {
           claimsLogged = true;
-          core.info(`GitHub ID token claims (allow rules match these): ${JSON.stringify(loggableClaims(token))}`);
+          core.info(
+            `GitHub ID token claims (allow rules match these): ${JSON.stringify(loggableClaims(token))}`,
+          );
         }
         return token;
       },
       transport: nodeTransport({ caPem: inputs.caPem }),
       onSecret: (s) => core.setSecret(s),
-      onRetry: ({ attempt, delayMs, reason }) => core.info(`join attempt ${attempt} failed (${reason}); retrying in ${delayMs} ms`),
+      onRetry: ({ attempt, delayMs, reason }) =>
+        core.info(`join attempt ${attempt} failed (${reason}); retrying in ${delayMs} ms`),
     },
   );
   // Record the directory first: whatever happens next, the post step removes it.
@@ -41,14 +49,36 @@ async function run(): Promise<void> {
   for (const [name, path] of Object.entries(result.outputs)) core.setOutput(name, path);
   core.setOutput("expires-at", result.response.expires_at);
   core.setOutput("bot-instance-id", result.response.bot_instance_id);
-  if (inputs.exportEnv) for (const [name, path] of Object.entries(result.env)) core.exportVariable(name, path);
+  if (inputs.exportEnv)
+    for (const [name, path] of Object.entries(result.env)) core.exportVariable(name, path);
 
   const r = result.response;
-  if (r.ttl_capped) core.notice(`the requested certificate TTL was above the roles' max_ttl; certificates expire at ${r.expires_at}`);
+  await writeSummary(result.summary, r.expires_at);
+  if (r.ttl_capped)
+    core.notice(
+      `the requested certificate TTL was above the roles' max_ttl; certificates expire at ${r.expires_at}`,
+    );
   core.info(
     `joined as bot "${r.bot_name}" (instance ${r.bot_instance_id}); SSH principals ${r.ssh?.principals.join(", ") ?? "-"}; expires ${r.expires_at}`,
   );
   core.info(`identity written to ${result.dir}`);
+}
+
+/** One table of what was issued: types, identities, expiry, paths. Never a secret. */
+async function writeSummary(rows: JoinResult["summary"], expiresAt: string): Promise<void> {
+  if (!process.env.GITHUB_STEP_SUMMARY) return;
+  await core.summary
+    .addHeading("idbot credentials", 3)
+    .addTable([
+      [
+        { data: "Type", header: true },
+        { data: "Identity", header: true },
+        { data: "Expires", header: true },
+        { data: "File", header: true },
+      ],
+      ...rows.map((row) => [row.type, row.identity, expiresAt, row.path]),
+    ])
+    .write();
 }
 
 function runnerTemp(): string {

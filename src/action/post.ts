@@ -14,7 +14,9 @@ async function run(): Promise<void> {
     return;
   }
   const r = await cleanupDir(dir);
-  core.info(`idbot: removed ${r.removed.length} files from ${dir}${r.missing.length ? ` (${r.missing.length} already gone)` : ""}`);
+  core.info(
+    `idbot: removed ${r.removed.length} files from ${dir}${r.missing.length ? ` (${r.missing.length} already gone)` : ""}`,
+  );
   if (r.refused.length > 0) core.warning(`idbot: left alone (unsafe to remove): ${r.refused.join(", ")}`);
   if (r.kept.length > 0) core.info(`idbot: kept files it did not write: ${r.kept.join(", ")}`);
 }

@@ -79,17 +79,19 @@ async function signHost(argv: string[]): Promise<number> {
   try {
     line = readFileSync(keyFile, "utf8").trim();
   } catch (e) {
-    throw new CliError(`cannot read ${keyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new CliError(
+      `cannot read ${keyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   if (line.includes("PRIVATE KEY")) {
     throw new CliError(`${keyFile} is a private key; give the public key (${keyFile}.pub)`);
   }
   const { openSqliteStore } = await import("../server/store/sqlite.ts");
-  const { Authorities, createAuthorityRecords } = await import("../server/ca/authorities.ts");
+  const { Authorities, createAuthorityRecord } = await import("../server/ca/authorities.ts");
   const { writeFileSync } = await import("node:fs");
   const store = openSqliteStore(dataDir);
   try {
-    const auth = new Authorities(await store.loadOrCreateCAs(() => createAuthorityRecords("idbot")));
+    const auth = new Authorities(await store.loadOrCreateCAs((name) => createAuthorityRecord(name, "idbot")));
     const now = Math.floor(Date.now() / 1000);
     let cert: string;
     try {
@@ -107,9 +109,15 @@ async function signHost(argv: string[]): Promise<number> {
     const out = v.out ?? keyFile.replace(/\.pub$/, "-cert.pub");
     writeFileSync(out, `${cert}\n`, { mode: 0o644 });
     await store.appendAudit([
-      { type: "cert.issued", time: new Date().toISOString(), data: { kind: "ssh_host", principals, key_file: keyFile } },
+      {
+        type: "cert.issued",
+        time: new Date().toISOString(),
+        data: { kind: "ssh_host", principals, key_file: keyFile },
+      },
     ]);
-    say(`wrote host certificate ${out} for ${principals.join(", ")}, valid until ${new Date((now + ttl) * 1000).toISOString()}`);
+    say(
+      `wrote host certificate ${out} for ${principals.join(", ")}, valid until ${new Date((now + ttl) * 1000).toISOString()}`,
+    );
     process.stdout.write(`${out}\n`);
     return 0;
   } finally {

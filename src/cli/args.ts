@@ -1,6 +1,6 @@
 // Flag parsing shared by every command: unknown flags are errors, --help prints the
 // command's usage (with an example) to stdout.
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 
 /** Exit codes, documented in the README. */
 export const EXIT = { ok: 0, denied: 1, badInput: 2, unreachable: 3 } as const;
@@ -23,7 +23,12 @@ export function parseCommand<O extends Options>(
   options: O,
   usage: string,
   allowPositionals = false,
-): { values: ReturnType<typeof parseArgs<{ options: O; allowPositionals: boolean; strict: true }>>["values"]; positionals: string[] } | undefined {
+):
+  | {
+      values: ReturnType<typeof parseArgs<{ options: O; allowPositionals: boolean; strict: true }>>["values"];
+      positionals: string[];
+    }
+  | undefined {
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(`${usage.trim()}\n`);
     return undefined;

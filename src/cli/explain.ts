@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import * as jose from "jose";
-import { EXIT, CliError, parseCommand, required } from "./args.ts";
+import { CliError, EXIT, parseCommand, required } from "./args.ts";
 
 const USAGE = `
 Usage: idbot explain --resources FILE_OR_DIR --token NAME --id-token FILE|- [--at TIME] [--public-url URL]
@@ -48,7 +48,9 @@ export async function explainCommand(argv: string[]): Promise<number> {
   const now = v.at ? parseAt(v.at) : new Date();
 
   const { loadResources } = await import("../server/policy/resources.ts");
-  const { checkGitHubToken, GITHUB_RULE_FIELDS, githubIssuer } = await import("../server/joinmethods/github.ts");
+  const { checkGitHubToken, GITHUB_RULE_FIELDS, githubIssuer } = await import(
+    "../server/joinmethods/github.ts"
+  );
   const { JwksCache } = await import("../server/joinmethods/jwt.ts");
   const { JoinError } = await import("../server/joinmethods/errors.ts");
   const { evaluateRules } = await import("../server/joinmethods/rules.ts");
@@ -61,13 +63,17 @@ export async function explainCommand(argv: string[]): Promise<number> {
   }
   const token = set.tokens.get(tokenName);
   if (!token) {
-    throw new CliError(`join token "${tokenName}" is not declared in ${resourcesPath} (declared: ${[...set.tokens.keys()].join(", ") || "none"})`);
+    throw new CliError(
+      `join token "${tokenName}" is not declared in ${resourcesPath} (declared: ${[...set.tokens.keys()].join(", ") || "none"})`,
+    );
   }
   let idToken: string;
   try {
     idToken = readFileSync(idTokenFile === "-" ? 0 : idTokenFile, "utf8").trim();
   } catch (e) {
-    throw new CliError(`cannot read the ID token from ${idTokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new CliError(
+      `cannot read the ID token from ${idTokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   let claims: Record<string, unknown>;
   let header: jose.ProtectedHeaderParameters;
@@ -86,15 +92,27 @@ export async function explainCommand(argv: string[]): Promise<number> {
   out.push(`  checked at ${now.toISOString()}${v.at ? " (--at)" : ""}`);
   out.push("");
   out.push(`ID token: alg ${String(header.alg)}, kid ${String(header.kid ?? "-")}`);
-  for (const k of ["iss", "sub", "aud", ...GITHUB_RULE_FIELDS.filter((f) => f !== "sub"), "run_id", "run_attempt", "iat", "nbf", "exp"]) {
+  for (const k of [
+    "iss",
+    "sub",
+    "aud",
+    ...GITHUB_RULE_FIELDS.filter((f) => f !== "sub"),
+    "run_id",
+    "run_attempt",
+    "iat",
+    "nbf",
+    "exp",
+  ]) {
     if (claims[k] === undefined) continue;
-    const val = ["iat", "nbf", "exp"].includes(k) ? `${claims[k]} (${new Date(Number(claims[k]) * 1000).toISOString()})` : JSON.stringify(claims[k]);
+    const val = ["iat", "nbf", "exp"].includes(k)
+      ? `${claims[k]} (${new Date(Number(claims[k]) * 1000).toISOString()})`
+      : JSON.stringify(claims[k]);
     out.push(`  ${k.padEnd(20)} ${val}`);
   }
   out.push("");
 
   let verified = true;
-  let verdicts;
+  let verdicts: import("../server/joinmethods/rules.ts").RuleVerdict[];
   try {
     const check = await checkGitHubToken(spec, idToken, {
       defaultAudience: audience,
@@ -114,7 +132,9 @@ export async function explainCommand(argv: string[]): Promise<number> {
   for (const r of verdicts) {
     out.push(`  rule ${r.index + 1}: ${r.ok ? "MATCH" : "no match"}`);
     for (const f of r.fields) {
-      out.push(`    ${f.ok ? "✓" : "✗"} ${f.field.padEnd(20)} want ${JSON.stringify(f.want)}, got ${f.got === undefined ? "(absent)" : JSON.stringify(f.got)}`);
+      out.push(
+        `    ${f.ok ? "✓" : "✗"} ${f.field.padEnd(20)} want ${JSON.stringify(f.want)}, got ${f.got === undefined ? "(absent)" : JSON.stringify(f.got)}`,
+      );
     }
   }
   const matched = verdicts.find((r) => r.ok);

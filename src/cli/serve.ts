@@ -12,6 +12,8 @@ Options:
   --listen HOST:PORT    address to listen on (port 0 picks a free port)
   --resources PATH      a YAML file or a directory of *.yaml resources
   --public-url URL      URL clients use (default: the listen URL); the default audience
+                        and the issuer of the JWTs the service signs
+  --trust-domain NAME   SPIFFE trust domain (default: the public URL's host)
   --tls-cert FILE       PEM certificate chain for HTTPS
   --tls-key FILE        PEM private key for HTTPS
 
@@ -28,6 +30,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       listen: { type: "string" },
       resources: { type: "string" },
       "public-url": { type: "string" },
+      "trust-domain": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
     },
@@ -43,6 +46,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       listen: required(v.listen, "--listen"),
       resourcesPath: required(v.resources, "--resources"),
       publicUrl: v["public-url"],
+      trustDomain: v["trust-domain"],
       tlsCertFile: v["tls-cert"],
       tlsKeyFile: v["tls-key"],
     });
@@ -51,9 +55,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw new CliError((e as Error).message);
   }
   process.stdout.write(`idbot service listening on ${svc.url} (public URL ${svc.publicUrl})\n`);
-  process.on("SIGHUP", () => {
+  process.on("SIGHUP", async () => {
     try {
-      svc.reload();
+      await svc.reload();
     } catch (e) {
       process.stderr.write(
         `${JSON.stringify({ time: new Date().toISOString(), level: "error", msg: "resource reload failed; keeping the previous resources", error: (e as Error).message })}\n`,

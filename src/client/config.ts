@@ -27,6 +27,10 @@ export interface CommonInputs {
   outputs: OutputType[];
   ttlSeconds?: number;
   sshHosts: string[];
+  kubernetesCluster?: string;
+  database?: { service: string; user: string; name?: string };
+  spiffePath?: string;
+  jwtAudiences?: string[];
   policy: RetryPolicy;
   caPem?: string;
   exportEnv: boolean;
@@ -40,7 +44,8 @@ const text = (get: GetInput, name: string) => {
 
 function required(get: GetInput, name: string, example: string): string {
   const v = text(get, name);
-  if (v === undefined) throw new InputError(name, `is required, for example:\n\n  with:\n    ${name}: ${example}`);
+  if (v === undefined)
+    throw new InputError(name, `is required, for example:\n\n  with:\n    ${name}: ${example}`);
   return v;
 }
 
@@ -78,10 +83,14 @@ function caPem(get: GetInput): string | undefined {
     try {
       pem = readFileSync(v, "utf8");
     } catch (e) {
-      throw new InputError("ca", `is neither PEM text nor a readable file (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+      throw new InputError(
+        "ca",
+        `is neither PEM text nor a readable file (${(e as NodeJS.ErrnoException).code ?? "error"})`,
+      );
     }
   }
-  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new InputError("ca", "holds no PEM CERTIFICATE block");
+  if (!pem.includes("-----BEGIN CERTIFICATE-----"))
+    throw new InputError("ca", "holds no PEM CERTIFICATE block");
   return pem;
 }
 
@@ -99,6 +108,19 @@ export function parseCommonInputs(get: GetInput): CommonInputs {
       throw new InputError("outputs", `unknown output "${o}" (known: ${OUTPUT_TYPES.join(", ")})`);
     }
   }
+  // Each output's own inputs: required when that output is asked for, named when missing.
+  const needs = (output: string, input: string, example: string) => {
+    if (!outputs.includes(output)) return text(get, input);
+    const v = text(get, input);
+    if (v === undefined) {
+      throw new InputError(input, `is required by the ${output} output, for example:\n\n  with:\n    outputs: ${outputs.join(",")}\n    ${input}: ${example}`);
+    }
+    return v;
+  };
+  const kubernetesCluster = needs("kubernetes", "kubernetes-cluster", "prod");
+  const dbService = needs("database", "database", "app-db");
+  const dbUser = needs("database", "database-user", "ci");
+  const jwtAudience = needs("jwt", "jwt-audience", "vault");
   const ttl = durationSeconds(get, "certificate-ttl");
   if (ttl !== undefined && (ttl <= 0 || ttl > MAX_TTL_SECONDS)) {
     throw new InputError("certificate-ttl", "must be between 1s and 24h");
@@ -116,7 +138,15 @@ export function parseCommonInputs(get: GetInput): CommonInputs {
     outputs: (outputs.length > 0 ? outputs : ["identity", "ssh"]) as OutputType[],
     ttlSeconds: ttl,
     sshHosts: list(get, "ssh-hosts"),
-    policy: { retries: Number(retriesText), attemptTimeoutMs: attemptTimeout * 1000, deadlineMs: deadline * 1000 },
+    kubernetesCluster,
+    database: dbService && dbUser ? { service: dbService, user: dbUser, name: text(get, "database-name") } : undefined,
+    spiffePath: text(get, "spiffe-path"),
+    jwtAudiences: jwtAudience ? list(get, "jwt-audience") : undefined,
+    policy: {
+      retries: Number(retriesText),
+      attemptTimeoutMs: attemptTimeout * 1000,
+      deadlineMs: deadline * 1000,
+    },
     caPem: caPem(get),
     exportEnv: parseBoolean(get, "export-env", true),
     cleanup: parseBoolean(get, "cleanup", true),

@@ -65,7 +65,10 @@ function errorOf(res: HttpResponse): { code: string; message: string; hint?: str
   } catch {
     // not JSON: a proxy or load balancer answered
   }
-  return { code: `http_${res.status}`, message: `the service answered HTTP ${res.status}${res.body ? `: ${res.body.slice(0, 200)}` : ""}` };
+  return {
+    code: `http_${res.status}`,
+    message: `the service answered HTTP ${res.status}${res.body ? `: ${res.body.slice(0, 200)}` : ""}`,
+  };
 }
 
 export async function joinWithRetries(call: JoinCall): Promise<JoinResponse> {
@@ -101,16 +104,24 @@ export async function joinWithRetries(call: JoinCall): Promise<JoinResponse> {
         try {
           value = JSON.parse(res.body);
         } catch {
-          throw new JoinFailure("protocol", "the service's answer is not JSON; is the server URL an idbot service?");
+          throw new JoinFailure(
+            "protocol",
+            "the service's answer is not JSON; is the server URL an idbot service?",
+          );
         }
         const parsed = JoinResponseSchema.safeParse(value);
-        if (!parsed.success) throw new JoinFailure("protocol", "the service's answer does not match the idbot v1 protocol");
+        if (!parsed.success)
+          throw new JoinFailure("protocol", "the service's answer does not match the idbot v1 protocol");
         return parsed.data;
       }
       const err = errorOf(res);
       if (!RETRYABLE_STATUS.has(res.status)) {
         throw new JoinFailure(
-          res.status === 403 || res.status === 404 ? "denied" : res.status === 400 || res.status === 413 ? "bad_input" : "protocol",
+          res.status === 403 || res.status === 404
+            ? "denied"
+            : res.status === 400 || res.status === 413
+              ? "bad_input"
+              : "protocol",
           err.message,
           err.hint,
           res.status,

@@ -5,10 +5,13 @@ import { rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { JoinMethodName, JoinResponse, OutputType } from "../protocol/join.ts";
 import { createPrivateDir, writeFilesExclusive } from "./files.ts";
-import { type RetryPolicy, joinWithRetries } from "./join.ts";
+import { joinWithRetries, type RetryPolicy } from "./join.ts";
 import { generateClientKeys, privateKeyLines } from "./keys.ts";
 import { identityOutput } from "./outputs/identity.ts";
-import type { OutputInput, OutputPlan } from "./outputs/output.ts";
+import { databaseOutput } from "./outputs/database.ts";
+import { kubernetesOutput } from "./outputs/kubernetes.ts";
+import type { OutputInput, OutputPlan, SummaryRow } from "./outputs/output.ts";
+import { jwtOutput, spiffeX509Output } from "./outputs/spiffe.ts";
 import { sshOutput } from "./outputs/ssh.ts";
 import type { Transport } from "./transport.ts";
 
@@ -19,6 +22,10 @@ export interface JoinConfig {
   outputs: OutputType[];
   ttlSeconds?: number;
   sshHosts: string[];
+  kubernetesCluster?: string;
+  database?: { service: string; user: string; name?: string };
+  spiffePath?: string;
+  jwtAudiences?: string[];
   policy: RetryPolicy;
   /** The fresh output directory is created under this parent. */
   parentDir: string;
@@ -41,11 +48,17 @@ export interface JoinResult {
   /** Environment variable → absolute path. */
   env: Record<string, string>;
   files: string[];
+  /** What was issued, for the job summary; paths absolute. */
+  summary: SummaryRow[];
 }
 
 const WRITERS: Record<OutputType, (input: OutputInput) => OutputPlan> = {
   identity: identityOutput,
   ssh: sshOutput,
+  kubernetes: kubernetesOutput,
+  database: databaseOutput,
+  "spiffe-x509": spiffeX509Output,
+  jwt: jwtOutput,
 };
 
 export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<JoinResult> {
@@ -61,6 +74,10 @@ export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<Joi
       public_keys: { ssh: keys.sshPublic, tls: keys.tlsPublicPem },
       outputs,
       ...(cfg.ttlSeconds ? { ttl: cfg.ttlSeconds } : {}),
+      ...(outputs.includes("kubernetes") ? { kubernetes: { cluster: cfg.kubernetesCluster! } } : {}),
+      ...(outputs.includes("database") ? { database: cfg.database! } : {}),
+      ...(cfg.spiffePath ? { spiffe: { path: cfg.spiffePath } } : {}),
+      ...(outputs.includes("jwt") ? { jwt: { audiences: cfg.jwtAudiences! } } : {}),
     },
     getIdToken: async (attempt) => {
       const t = await deps.getIdToken(attempt);
@@ -88,10 +105,13 @@ export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<Joi
     throw e;
   }
   const abs = (rel: string) => (rel === "" ? dir : join(dir, rel));
-  const result: JoinResult = { dir, response, outputs: {}, env: {}, files: Object.values(written) };
+  const result: JoinResult = { dir, response, outputs: {}, env: {}, files: Object.values(written), summary: [] };
   for (const p of plans) {
+    for (const s of p.secrets ?? []) deps.onSecret?.(s);
     for (const [k, v] of Object.entries(p.outputs)) result.outputs[k] = abs(v);
+    for (const [k, v] of Object.entries(p.values ?? {})) result.outputs[k] = v;
     for (const [k, v] of Object.entries(p.env ?? {})) result.env[k] = abs(v);
+    for (const row of p.summary) result.summary.push({ ...row, path: abs(row.path) });
   }
   return result;
 }

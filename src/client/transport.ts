@@ -86,13 +86,22 @@ export function nodeTransport(opts: { caPem?: string } = {}): Transport {
             chunks.push(c);
           });
           res.on("end", () =>
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }),
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body: Buffer.concat(chunks).toString("utf8"),
+            }),
           );
           res.on("error", (e) => reject(new TransportError(e.message, (e as NodeJS.ErrnoException).code)));
         });
-        const timer = setTimeout(() => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")), timeoutMs);
+        const timer = setTimeout(
+          () => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")),
+          timeoutMs,
+        );
         req.on("close", () => clearTimeout(timer));
-        req.on("timeout", () => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")));
+        req.on("timeout", () =>
+          req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")),
+        );
         req.on("error", (e) => {
           const code = (e as NodeJS.ErrnoException).code;
           reject(

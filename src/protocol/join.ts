@@ -8,7 +8,7 @@ export const JOIN_METHODS = ["github"] as const;
 export type JoinMethodName = (typeof JOIN_METHODS)[number];
 
 /** Output types a join can ask for. `identity` = SSH key+cert and TLS client cert. */
-export const OUTPUT_TYPES = ["identity", "ssh"] as const;
+export const OUTPUT_TYPES = ["identity", "ssh", "kubernetes", "database", "spiffe-x509", "jwt"] as const;
 export type OutputType = (typeof OUTPUT_TYPES)[number];
 
 /** Maximum certificate lifetime the protocol allows at all (roles may cap lower). */
@@ -34,6 +34,26 @@ export const JoinRequestSchema = z.strictObject({
   outputs: z.array(z.enum(OUTPUT_TYPES)).min(1).max(16).default(["identity", "ssh"]),
   /** Requested certificate lifetime in seconds; capped by the roles' max_ttl. */
   ttl: z.number().int().positive().max(MAX_TTL_SECONDS).optional(),
+  kubernetes: z.strictObject({ cluster: z.string().min(1).max(128) }).optional(),
+  database: z
+    .strictObject({
+      service: z.string().min(1).max(128),
+      user: z.string().min(1).max(63),
+      name: z.string().min(1).max(63).optional(),
+    })
+    .optional(),
+  spiffe: z.strictObject({ path: z.string().min(1).max(2048).optional() }).optional(),
+  jwt: z.strictObject({ audiences: z.array(z.string().min(1).max(512)).min(1).max(16) }).optional(),
+}).superRefine((r, ctx) => {
+  // Each output that needs parameters must carry them, named as the client sends them.
+  const need: Array<[OutputType, keyof typeof r, string]> = [
+    ["kubernetes", "kubernetes", "the kubernetes output needs kubernetes.cluster"],
+    ["database", "database", "the database output needs database.service and database.user"],
+    ["jwt", "jwt", "the jwt output needs jwt.audiences"],
+  ];
+  for (const [output, field, message] of need) {
+    if (r.outputs.includes(output) && r[field] === undefined) ctx.addIssue({ code: "custom", path: [field], message });
+  }
 });
 export type JoinRequest = z.input<typeof JoinRequestSchema>;
 export type JoinRequestParsed = z.output<typeof JoinRequestSchema>;
@@ -58,6 +78,46 @@ export const JoinResponseSchema = z.object({
     certificate: z.string(),
     ca: z.string(),
   }),
+  kubernetes: z
+    .object({
+      cluster: z.string(),
+      server: z.string(),
+      /** CA of the API server, for certificate-authority-data. */
+      ca: z.string(),
+      tls_server_name: z.string().optional(),
+      certificate: z.string(),
+      user: z.string(),
+      groups: z.array(z.string()),
+    })
+    .optional(),
+  database: z
+    .object({
+      service: z.string(),
+      protocol: z.string(),
+      host: z.string(),
+      port: z.number(),
+      /** CA of the database server, for sslrootcert. */
+      ca: z.string(),
+      certificate: z.string(),
+      user: z.string(),
+      name: z.string(),
+    })
+    .optional(),
+  spiffe: z
+    .object({
+      spiffe_id: z.string(),
+      certificate: z.string(),
+      /** The trust domain's X.509 bundle (the SPIFFE CA). */
+      bundle: z.string(),
+    })
+    .optional(),
+  jwt: z
+    .object({
+      token: z.string(),
+      spiffe_id: z.string(),
+      audiences: z.array(z.string()),
+    })
+    .optional(),
 });
 export type JoinResponse = z.infer<typeof JoinResponseSchema>;
 

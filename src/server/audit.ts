@@ -11,7 +11,8 @@ export class Audit {
 
   /** Events committed with a join are written by Store.commitJoin; this logs them. */
   logged(events: AuditEvent[]): void {
-    for (const e of events) this.logger.log(e.type.endsWith("failure") ? "warn" : "info", e.type, { audit: e });
+    for (const e of events)
+      this.logger.log(e.type.endsWith("failure") ? "warn" : "info", e.type, { audit: e });
   }
 
   async record(events: AuditEvent[]): Promise<void> {

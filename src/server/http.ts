@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type ErrorBody, JoinRequestSchema } from "../protocol/join.ts";
 import { describeProblems, fieldProblems } from "../protocol/validation.ts";
+import { openIdConfiguration } from "./ca/jwt.ts";
 import { handleJoin, type JoinContext } from "./join.ts";
 import { JoinError } from "./joinmethods/errors.ts";
 
@@ -12,7 +13,13 @@ export interface RouteContext extends JoinContext {
   logger: import("./log.ts").Logger;
 }
 
-function send(res: ServerResponse, status: number, body: string, type: string, extra?: Record<string, string>): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  type: string,
+  extra?: Record<string, string>,
+): void {
   res.writeHead(status, {
     "content-type": type,
     "content-length": Buffer.byteLength(body),
@@ -71,6 +78,12 @@ export function createHandler(ctx: RouteContext) {
             return send(res, 200, `${ctx.authorities.sshHostCaLine}\n`, "text/plain; charset=utf-8");
           case "/v1/ca/tls":
             return send(res, 200, ctx.authorities.tlsCaPem, "application/x-pem-file");
+          case "/v1/ca/spiffe":
+            return send(res, 200, ctx.authorities.spiffe.caCertPem, "application/x-pem-file");
+          case "/.well-known/jwks.json":
+            return send(res, 200, ctx.authorities.jwt.jwks(), "application/json");
+          case "/.well-known/openid-configuration":
+            return send(res, 200, openIdConfiguration(ctx.publicUrl), "application/json");
         }
       } else if (req.method === "POST" && path === "/v1/join") {
         return await join(req, res, ctx);
@@ -89,7 +102,12 @@ async function join(req: IncomingMessage, res: ServerResponse, ctx: RouteContext
   }
   const raw = await readBody(req);
   if (raw === "too_large") {
-    return sendError(res, 413, "payload_too_large", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    return sendError(
+      res,
+      413,
+      "payload_too_large",
+      `the request body is larger than ${MAX_BODY_BYTES} bytes`,
+    );
   }
   let value: unknown;
   try {
@@ -99,7 +117,12 @@ async function join(req: IncomingMessage, res: ServerResponse, ctx: RouteContext
   }
   const parsed = JoinRequestSchema.safeParse(value);
   if (!parsed.success) {
-    return sendError(res, 400, "bad_request", `invalid join request: ${describeProblems(fieldProblems(parsed.error))}`);
+    return sendError(
+      res,
+      400,
+      "bad_request",
+      `invalid join request: ${describeProblems(fieldProblems(parsed.error))}`,
+    );
   }
   try {
     const out = await handleJoin(parsed.data, { remoteAddr: req.socket.remoteAddress }, ctx);

@@ -5,7 +5,10 @@ export interface Logger {
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
 }
 
-export function jsonLogger(stream: NodeJS.WritableStream = process.stderr, minLevel: LogLevel = "info"): Logger {
+export function jsonLogger(
+  stream: NodeJS.WritableStream = process.stderr,
+  minLevel: LogLevel = "info",
+): Logger {
   const order: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
   return {
     log(level, msg, fields) {

@@ -5,7 +5,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { isLoopbackHost, normalizeServiceUrl, parseListen } from "../protocol/net.ts";
 import { Audit } from "./audit.ts";
-import { Authorities, createAuthorityRecords } from "./ca/authorities.ts";
+import { Authorities, createAuthorityRecord } from "./ca/authorities.ts";
 import { createHandler } from "./http.ts";
 import { JwksCache } from "./joinmethods/jwt.ts";
 import { jsonLogger, type Logger } from "./log.ts";
@@ -18,6 +18,8 @@ export interface ServeOptions {
   listen: string;
   resourcesPath: string;
   publicUrl?: string;
+  /** SPIFFE trust domain; default: the public URL's host name. */
+  trustDomain?: string;
   tlsCertFile?: string;
   tlsKeyFile?: string;
   logger?: Logger;
@@ -32,8 +34,8 @@ export interface RunningService {
   publicUrl: string;
   store: Store;
   authorities: Authorities;
-  /** Re-reads the resources; on error keeps the previous set and throws. */
-  reload(): ResourceSet;
+  /** Re-reads the resources and signing keys; on error keeps the previous ones and throws. */
+  reload(): Promise<ResourceSet>;
   close(): Promise<void>;
 }
 
@@ -62,21 +64,37 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       }
     }
     const hostLabel = host.includes(":") ? `[${host}]` : host;
-    const authorities = new Authorities(await store.loadOrCreateCAs(() => createAuthorityRecords(opts.publicUrl ?? hostLabel)));
+    let authorities = new Authorities(
+      await store.loadOrCreateCAs((name) => createAuthorityRecord(name, opts.publicUrl ?? hostLabel)),
+    );
     const audit = new Audit(store, logger);
     let publicUrl = opts.publicUrl ? normalizeServiceUrl(opts.publicUrl) : "";
+    let trustDomain = opts.trustDomain ?? (publicUrl ? new URL(publicUrl).hostname : "");
+    if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) {
+      throw new ServeError(`--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`);
+    }
     const handler = createHandler({
       store,
-      authorities,
+      get authorities() {
+        return authorities;
+      },
       resources: () => resources,
       audit,
       jwks: new JwksCache(),
       get publicUrl() {
         return publicUrl;
       },
+      get trustDomain() {
+        return trustDomain;
+      },
       logger,
     });
-    const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 };
+    const serverOptions = {
+      maxHeaderSize: 16 * 1024,
+      requestTimeout: 30_000,
+      headersTimeout: 10_000,
+      keepAliveTimeout: 5_000,
+    };
     const server: Server = tlsOptions
       ? createHttpsServer({ ...serverOptions, ...tlsOptions, minVersion: "TLSv1.2" }, handler)
       : createHttpServer(serverOptions, handler);
@@ -89,16 +107,29 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     const actualPort = (server.address() as AddressInfo).port;
     const url = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
     if (!publicUrl) publicUrl = url;
-    const prune = setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}), 600_000);
+    if (!trustDomain) trustDomain = new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
+    const prune = setInterval(
+      () => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}),
+      600_000,
+    );
     prune.unref();
-    logger.log("info", "idbot service started", { url, public_url: publicUrl, store: store.kind, data_dir: opts.dataDir });
+    logger.log("info", "idbot service started", {
+      url,
+      public_url: publicUrl,
+      store: store.kind,
+      data_dir: opts.dataDir,
+    });
     return {
       url,
       publicUrl,
       store,
-      authorities,
-      reload() {
+      get authorities() {
+        return authorities;
+      },
+      async reload() {
         const next = loadResources(opts.resourcesPath);
+        // Signing keys too, so a rotation done with `idbot admin rotate-jwt` takes effect.
+        authorities = new Authorities(await store.loadOrCreateCAs((name) => createAuthorityRecord(name, publicUrl)));
         resources = next;
         logger.log("info", "resources reloaded", {
           roles: next.roles.size,

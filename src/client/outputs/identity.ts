@@ -21,7 +21,16 @@ export function identityOutput({ response, keys }: OutputInput): OutputPlan {
   }
   return {
     files,
-    outputs: { "identity-dir": IDENTITY_DIR, "tls-cert": f("tlscert"), "tls-key": f("tlskey"), "tls-ca": f("tls-ca.pem") },
+    outputs: {
+      "identity-dir": IDENTITY_DIR,
+      "tls-cert": f("tlscert"),
+      "tls-key": f("tlskey"),
+      "tls-ca": f("tls-ca.pem"),
+    },
     env: { IDBOT_IDENTITY_DIR: IDENTITY_DIR },
+    summary: [
+      ...(response.ssh ? [{ type: "SSH user certificate", identity: response.ssh.principals.join(", "), path: f("key-cert.pub") }] : []),
+      { type: "TLS client certificate", identity: `CN=${response.bot_name}`, path: f("tlscert") },
+    ],
   };
 }

@@ -13,10 +13,24 @@ export interface OutputInput {
   sshHosts: string[];
 }
 
+/** One row of the job summary: what was issued, never a secret. */
+export interface SummaryRow {
+  type: string;
+  /** Principals, user and groups, or SPIFFE ID. */
+  identity: string;
+  /** Path relative to the join directory. */
+  path: string;
+}
+
 export interface OutputPlan {
   files: FileSpec[];
   /** Action output name → path relative to dir. */
   outputs: Record<string, string>;
   /** Environment variable → path relative to dir ("" = the directory itself). */
   env?: Record<string, string>;
+  summary: SummaryRow[];
+  /** Values derived from secrets (e.g. a base64-encoded key) to mask in CI logs. */
+  secrets?: string[];
+  /** Outputs that are not paths (e.g. a connection string), with {dir} replaced. */
+  values?: Record<string, string>;
 }

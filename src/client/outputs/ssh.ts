@@ -1,8 +1,8 @@
 // identity/ssh_config and identity/known_hosts: `ssh -F ssh_config user@host` (and
 // Ansible's ssh_args) use the certificate and trust hosts only through the host CA.
 import { join } from "node:path";
-import type { OutputInput, OutputPlan } from "./output.ts";
 import { IDENTITY_DIR } from "./identity.ts";
+import type { OutputInput, OutputPlan } from "./output.ts";
 
 /** ssh_config arguments with spaces must be double-quoted; quotes themselves cannot be. */
 function quote(path: string): string {
@@ -37,5 +37,6 @@ export function sshOutput({ dir, response, sshHosts }: OutputInput): OutputPlan 
       { path: `${IDENTITY_DIR}/ssh_config`, contents: config },
     ],
     outputs: { "ssh-config": `${IDENTITY_DIR}/ssh_config`, "known-hosts": `${IDENTITY_DIR}/known_hosts` },
+    summary: [{ type: "ssh_config", identity: `Host ${patterns.join(" ")}`, path: `${IDENTITY_DIR}/ssh_config` }],
   };
 }

@@ -29,20 +29,33 @@ export function githubOidcAvailable(env: NodeJS.ProcessEnv = process.env): boole
 }
 
 /** Fails fast, before any network call, when the job has no OIDC permission. */
-export function githubIdTokenSource(audience: string, env: NodeJS.ProcessEnv = process.env): () => Promise<string> {
+export function githubIdTokenSource(
+  audience: string,
+  env: NodeJS.ProcessEnv = process.env,
+): () => Promise<string> {
   if (!githubOidcAvailable(env)) throw new MissingOidcError();
   return async () => {
     try {
       return await getIDToken(audience);
     } catch (e) {
       // The token service failing is transient: let the join loop retry it.
-      throw Object.assign(new Error(`requesting the GitHub ID token failed: ${(e as Error).message}`), { retryable: true });
+      throw Object.assign(new Error(`requesting the GitHub ID token failed: ${(e as Error).message}`), {
+        retryable: true,
+      });
     }
   };
 }
 
 /** Claims that identify the run and grant nothing: safe to log so a denied job can be fixed. */
-export const LOGGED_CLAIMS = ["iss", "sub", "aud", "repository", "ref", "job_workflow_ref", "runner_environment"] as const;
+export const LOGGED_CLAIMS = [
+  "iss",
+  "sub",
+  "aud",
+  "repository",
+  "ref",
+  "job_workflow_ref",
+  "runner_environment",
+] as const;
 
 export function loggableClaims(idToken: string): Record<string, unknown> {
   try {
@@ -54,7 +67,10 @@ export function loggableClaims(idToken: string): Record<string, unknown> {
 }
 
 /** A branch ref can move under the workflow; tags and full SHAs are what pins an Action. */
-export function actionRefWarning(ref: string | undefined, repository: string | undefined): string | undefined {
+export function actionRefWarning(
+  ref: string | undefined,
+  repository: string | undefined,
+): string | undefined {
   if (!ref) return undefined; // a local action (uses: ./)
   if (/^[0-9a-f]{40}$/i.test(ref)) return undefined;
   if (/^v?\d+(\.\d+){0,2}([-+][\w.-]+)?$/.test(ref)) return undefined;

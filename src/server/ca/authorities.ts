@@ -1,50 +1,54 @@
-// The service's four signing keys, created once per store on first start: a TLS CA
-// (ECDSA P-256), an SSH user CA and an SSH host CA (Ed25519), and a JWT key (ES256).
+// The service's signing keys, created once per store on first start: a TLS CA and a
+// SPIFFE CA (ECDSA P-256), an SSH user CA and an SSH host CA (Ed25519), a JWT key (ES256).
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID } from "node:crypto";
-import type { CAKeyRecord } from "../store/store.ts";
+import type { CAKeyRecord, CAName } from "../store/store.ts";
+import { JwtIssuer } from "./jwt.ts";
 import { SshCertificateAuthority } from "./ssh.ts";
 import { createSelfSignedCA, X509Issuer } from "./x509.ts";
 
 const CA_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000;
 
-export function createAuthorityRecords(clusterName: string, now = new Date()): CAKeyRecord[] {
+/** Creates one of the service's signing keys; called for each one a store lacks. */
+export function createAuthorityRecord(name: CAName, clusterName: string, now = new Date()): CAKeyRecord {
   const createdAt = now.toISOString();
-  const tlsKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
-  const tlsCert = createSelfSignedCA({
-    key: tlsKey,
-    commonName: `idbot TLS CA (${clusterName})`,
-    organization: "idbot",
-    notBefore: new Date(now.getTime() - 60_000),
-    notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
-  });
-  const sshUser = generateKeyPairSync("ed25519").privateKey;
-  const sshHost = generateKeyPairSync("ed25519").privateKey;
-  const jwtKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
   const pem = (k: KeyObject) => k.export({ format: "pem", type: "pkcs8" }).toString();
-  return [
-    { name: "tls", privateKeyPem: pem(tlsKey), publicMaterial: tlsCert, createdAt },
-    {
-      name: "ssh_user",
-      privateKeyPem: pem(sshUser),
-      publicMaterial: new SshCertificateAuthority(sshUser).publicKeyLine("idbot-user-ca"),
-      createdAt,
-    },
-    {
-      name: "ssh_host",
-      privateKeyPem: pem(sshHost),
-      publicMaterial: new SshCertificateAuthority(sshHost).publicKeyLine("idbot-host-ca"),
-      createdAt,
-    },
-    { name: "jwt", privateKeyPem: pem(jwtKey), publicMaterial: randomUUID(), createdAt },
-  ];
+  const p256 = () => generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
+  const x509Ca = (commonName: string) => {
+    const key = p256();
+    const cert = createSelfSignedCA({
+      key,
+      commonName,
+      organization: "idbot",
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
+    });
+    return { name, privateKeyPem: pem(key), publicMaterial: cert, createdAt };
+  };
+  const sshCa = (comment: string) => {
+    const key = generateKeyPairSync("ed25519").privateKey;
+    return { name, privateKeyPem: pem(key), publicMaterial: new SshCertificateAuthority(key).publicKeyLine(comment), createdAt };
+  };
+  switch (name) {
+    case "tls":
+      return x509Ca(`idbot TLS CA (${clusterName})`);
+    case "spiffe":
+      return x509Ca(`idbot SPIFFE CA (${clusterName})`);
+    case "ssh_user":
+      return sshCa("idbot-user-ca");
+    case "ssh_host":
+      return sshCa("idbot-host-ca");
+    case "jwt":
+    case "jwt_previous":
+      return { name, privateKeyPem: pem(p256()), publicMaterial: randomUUID(), createdAt };
+  }
 }
 
 export class Authorities {
   readonly tls: X509Issuer;
   readonly sshUser: SshCertificateAuthority;
   readonly sshHost: SshCertificateAuthority;
-  readonly jwtKey: KeyObject;
-  readonly jwtKid: string;
+  readonly spiffe: X509Issuer;
+  readonly jwt: JwtIssuer;
 
   constructor(records: CAKeyRecord[]) {
     const get = (name: CAKeyRecord["name"]) => {
@@ -56,9 +60,11 @@ export class Authorities {
     this.tls = new X509Issuer(createPrivateKey(tls.privateKeyPem), tls.publicMaterial);
     this.sshUser = new SshCertificateAuthority(createPrivateKey(get("ssh_user").privateKeyPem));
     this.sshHost = new SshCertificateAuthority(createPrivateKey(get("ssh_host").privateKeyPem));
-    const jwt = get("jwt");
-    this.jwtKey = createPrivateKey(jwt.privateKeyPem);
-    this.jwtKid = jwt.publicMaterial;
+    const spiffe = get("spiffe");
+    this.spiffe = new X509Issuer(createPrivateKey(spiffe.privateKeyPem), spiffe.publicMaterial);
+    const jwtKey = (r: CAKeyRecord) => ({ kid: r.publicMaterial, privateKey: createPrivateKey(r.privateKeyPem) });
+    const previous = records.find((x) => x.name === "jwt_previous");
+    this.jwt = new JwtIssuer(jwtKey(get("jwt")), previous ? jwtKey(previous) : undefined);
   }
 
   get tlsCaPem(): string {

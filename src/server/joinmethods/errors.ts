@@ -10,10 +10,17 @@ export class JoinError extends Error {
     readonly hint?: string,
     /** Operator-only detail; never sent to the job. */
     readonly detail?: string,
-    readonly status = code === "denied" ? 403 : code === "not_found" ? 404 : code === "unavailable" ? 503 : 400,
+    readonly status = code === "denied"
+      ? 403
+      : code === "not_found"
+        ? 404
+        : code === "unavailable"
+          ? 503
+          : 400,
   ) {
     super(message);
   }
 }
 
-export const denied = (message: string, hint?: string, detail?: string) => new JoinError("denied", message, hint, detail);
+export const denied = (message: string, hint?: string, detail?: string) =>
+  new JoinError("denied", message, hint, detail);

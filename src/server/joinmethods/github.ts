@@ -3,7 +3,13 @@
 import { z } from "zod";
 import { denied } from "./errors.ts";
 import { type JwksCache, verifyIdToken } from "./jwt.ts";
-import { evaluateRules, fullMismatchDetail, type Rule, type RuleVerdict, safeMismatchSummary } from "./rules.ts";
+import {
+  evaluateRules,
+  fullMismatchDetail,
+  type Rule,
+  type RuleVerdict,
+  safeMismatchSummary,
+} from "./rules.ts";
 
 export const GITHUB_ISSUER = "https://token.actions.githubusercontent.com";
 
@@ -24,14 +30,15 @@ export const GITHUB_RULE_FIELDS = [
   "enterprise",
 ] as const;
 
-
 // YAML turns `repository_id: 123` into a number; GitHub's claims are strings.
 const ruleValue = z.union([z.string().min(1).max(512), z.number()]).transform(String);
 
 export const GitHubRuleSchema = z
-  .strictObject(Object.fromEntries(GITHUB_RULE_FIELDS.map((f) => [f, ruleValue.optional()])) as {
-    [K in (typeof GITHUB_RULE_FIELDS)[number]]: z.ZodOptional<typeof ruleValue>;
-  })
+  .strictObject(
+    Object.fromEntries(GITHUB_RULE_FIELDS.map((f) => [f, ruleValue.optional()])) as {
+      [K in (typeof GITHUB_RULE_FIELDS)[number]]: z.ZodOptional<typeof ruleValue>;
+    },
+  )
   .refine((r) => Object.values(r).some((v) => v !== undefined), {
     message: `an allow rule needs at least one field (${GITHUB_RULE_FIELDS.join(", ")}); an empty rule would admit every GitHub repository`,
   });
@@ -53,7 +60,10 @@ export const GitHubTokenSpecSchema = z
     audience: z.string().min(1).optional(),
     enterprise_server_host: z
       .string()
-      .regex(/^[a-zA-Z0-9.-]+(:\d+)?$/, "enterprise_server_host is a host name (and optional port), without https://")
+      .regex(
+        /^[a-zA-Z0-9.-]+(:\d+)?$/,
+        "enterprise_server_host is a host name (and optional port), without https://",
+      )
       .optional(),
     enterprise_slug: z
       .string()
@@ -86,7 +96,9 @@ export async function checkGitHubToken(
   ctx: { defaultAudience: string | undefined; jwks: JwksCache; now?: Date },
 ): Promise<GitHubCheck> {
   const issuer = githubIssuer(spec);
-  const keys = spec.static_jwks ? ctx.jwks.forStatic(spec.static_jwks) : ctx.jwks.forUrl(`${issuer}/.well-known/jwks`);
+  const keys = spec.static_jwks
+    ? ctx.jwks.forStatic(spec.static_jwks)
+    : ctx.jwks.forUrl(`${issuer}/.well-known/jwks`);
   const claims = await verifyIdToken(idToken, {
     issuer,
     audience: spec.audience ?? ctx.defaultAudience,

@@ -9,7 +9,9 @@ export const ALLOWED_ALGS = ["RS256", "ES256"] as const;
 /** Clock skew tolerated on exp/nbf/iat, in seconds (at most 60 by policy). */
 export const CLOCK_LEEWAY_SECONDS = 60;
 
-export type KeySource = ReturnType<typeof jose.createRemoteJWKSet> | ReturnType<typeof jose.createLocalJWKSet>;
+export type KeySource =
+  | ReturnType<typeof jose.createRemoteJWKSet>
+  | ReturnType<typeof jose.createLocalJWKSet>;
 
 /** Fetched key sets, one per JWKS URL, shared by every token that names that issuer. jose
  *  caches the keys and refetches (with a cooldown) when a token carries an unknown kid,
@@ -64,7 +66,8 @@ export async function verifyIdToken(token: string, opts: VerifyOptions): Promise
       `the ID token's signing algorithm "${String(header.alg).slice(0, 20)}" is not allowed (allowed: ${ALLOWED_ALGS.join(", ")})`,
     );
   }
-  if (typeof header.kid === "string" && header.kid.length > 256) throw denied("the ID token's kid header is too long");
+  if (typeof header.kid === "string" && header.kid.length > 256)
+    throw denied("the ID token's kid header is too long");
   try {
     const { payload } = await jose.jwtVerify(token, opts.keys, {
       algorithms: [...ALLOWED_ALGS],
@@ -110,22 +113,31 @@ function mapJoseError(e: unknown, token: string, opts: VerifyOptions): JoinError
           "Check the join token's enterprise_server_host / enterprise_slug settings.",
         );
       case "nbf":
-        return denied("the ID token is not valid yet (nbf is in the future)", "Check the clocks of the runner and the service.");
+        return denied(
+          "the ID token is not valid yet (nbf is in the future)",
+          "Check the clocks of the runner and the service.",
+        );
       case "iat":
-        return denied("the ID token's issue time (iat) is in the future", "Check the clocks of the runner and the service.");
+        return denied(
+          "the ID token's issue time (iat) is in the future",
+          "Check the clocks of the runner and the service.",
+        );
       default:
         return denied(`the ID token's "${e.claim}" claim is missing or invalid (${e.reason})`);
     }
   }
-  if (e instanceof jose.errors.JOSEAlgNotAllowed) return denied("the ID token's signing algorithm is not allowed");
+  if (e instanceof jose.errors.JOSEAlgNotAllowed)
+    return denied("the ID token's signing algorithm is not allowed");
   if (e instanceof jose.errors.JWKSNoMatchingKey) {
     return denied(
       "no key of the issuer matches the ID token's key id (kid)",
       "The token was not signed by the configured issuer, or the issuer's keys could not be refreshed.",
     );
   }
-  if (e instanceof jose.errors.JWKSMultipleMatchingKeys) return denied("the issuer's JWKS has several keys for this kid");
-  if (e instanceof jose.errors.JWSSignatureVerificationFailed) return denied("the ID token's signature is invalid");
+  if (e instanceof jose.errors.JWKSMultipleMatchingKeys)
+    return denied("the issuer's JWKS has several keys for this kid");
+  if (e instanceof jose.errors.JWSSignatureVerificationFailed)
+    return denied("the ID token's signature is invalid");
   if (e instanceof jose.errors.JWKSTimeout || e instanceof jose.errors.JWKSInvalid || isFetchError(e)) {
     return new JoinError(
       "unavailable",
@@ -139,5 +151,8 @@ function mapJoseError(e: unknown, token: string, opts: VerifyOptions): JoinError
 }
 
 function isFetchError(e: unknown): boolean {
-  return e instanceof TypeError || (e instanceof Error && /fetch|ECONNREFUSED|ENOTFOUND|status code/i.test(e.message));
+  return (
+    e instanceof TypeError ||
+    (e instanceof Error && /fetch|ECONNREFUSED|ENOTFOUND|status code/i.test(e.message))
+  );
 }

@@ -25,7 +25,13 @@ function claimText(v: unknown): string | undefined {
 
 /** `*` matches any run of characters, `?` exactly one; everything else is literal. */
 export function globMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`, "s");
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      .replace(/\*/g, ".*")
+      .replace(/\?/g, ".")}$`,
+    "s",
+  );
   return re.test(value);
 }
 
@@ -49,7 +55,13 @@ export function evaluateRules(
 /** What the job may see: which fields differed, never the operator's expected values. */
 export function safeMismatchSummary(verdicts: RuleVerdict[]): string {
   return verdicts
-    .map((v) => `rule ${v.index + 1} differs in ${v.fields.filter((f) => !f.ok).map((f) => f.field).join(", ")}`)
+    .map(
+      (v) =>
+        `rule ${v.index + 1} differs in ${v.fields
+          .filter((f) => !f.ok)
+          .map((f) => f.field)
+          .join(", ")}`,
+    )
     .join("; ");
 }
 
@@ -59,7 +71,10 @@ export function fullMismatchDetail(verdicts: RuleVerdict[]): string {
     .map(
       (v) =>
         `rule ${v.index + 1}: ${v.fields
-          .map((f) => `${f.field} ${f.ok ? "ok" : `want ${JSON.stringify(f.want)} got ${JSON.stringify(f.got ?? null)}`}`)
+          .map(
+            (f) =>
+              `${f.field} ${f.ok ? "ok" : `want ${JSON.stringify(f.want)} got ${JSON.stringify(f.got ?? null)}`}`,
+          )
           .join(", ")}`,
     )
     .join("; ");

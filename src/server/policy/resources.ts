@@ -2,12 +2,13 @@
 // every error, and cross-references checked before anything is applied.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { isMap, isScalar, LineCounter, parseAllDocuments, type Document } from "yaml";
+import { type Document, isMap, isScalar, LineCounter, parseAllDocuments } from "yaml";
 import { z } from "zod";
-import { type FieldProblem, fieldProblems, formatPath } from "../../protocol/validation.ts";
-import { MAX_TTL_SECONDS } from "../../protocol/join.ts";
-import { GitHubTokenSpecSchema } from "../joinmethods/github.ts";
 import { parseDuration } from "../../protocol/duration.ts";
+import { templateSyntaxError } from "./templates.ts";
+import { MAX_TTL_SECONDS } from "../../protocol/join.ts";
+import { type FieldProblem, fieldProblems, formatPath } from "../../protocol/validation.ts";
+import { GitHubTokenSpecSchema } from "../joinmethods/github.ts";
 
 const name = z
   .string()
@@ -30,12 +31,56 @@ const duration = z.string().transform((s, ctx) => {
   }
 });
 
+/** A string that may hold {{ join.<method>.<claim> }} templates, checked at load. */
+const template = z
+  .string()
+  .min(1)
+  .max(512)
+  .superRefine((v, ctx) => {
+    const err = templateSyntaxError(v);
+    if (err) ctx.addIssue({ code: "custom", message: err });
+  });
+const list = <T extends z.ZodType>(item: T) => z.array(item).max(256).default([]);
+/** A resource name or "*" (any). */
+const nameOrWildcard = z.union([name, z.literal("*")]);
+
+const pemCertificate = z
+  .string()
+  .refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), { message: "expected a PEM certificate (-----BEGIN CERTIFICATE-----)" });
+
 export const RoleSpecSchema = z.strictObject({
   /** SSH principals; may use {{ join.<method>.<claim> }} templates. */
-  logins: z.array(z.string().min(1).max(256)).max(64).default([]),
-  max_ttl: duration
-    .refine((s) => s <= MAX_TTL_SECONDS, { message: "max_ttl may not exceed 24h" })
-    .optional(),
+  logins: list(template),
+  kubernetes_clusters: list(nameOrWildcard),
+  kubernetes_users: list(template),
+  kubernetes_groups: list(template),
+  databases: list(nameOrWildcard),
+  db_users: list(z.string().min(1).max(63)),
+  db_names: list(z.string().min(1).max(63)),
+  spiffe: list(
+    z.strictObject({
+      path: template,
+      dns_sans: list(z.string().min(1).max(253)),
+      ip_sans: list(z.union([z.ipv4(), z.ipv6()])),
+    }),
+  ),
+  jwt_audiences: list(z.string().min(1).max(512)),
+  max_ttl: duration.refine((s) => s <= MAX_TTL_SECONDS, { message: "max_ttl may not exceed 24h" }).optional(),
+});
+
+export const KubeClusterSpecSchema = z.strictObject({
+  server: z.url({ protocol: /^https$/, error: "server must be an https:// URL of the Kubernetes API server" }),
+  /** CA that signed the API server's certificate (kubeconfig certificate-authority-data). */
+  ca: pemCertificate,
+  tls_server_name: z.string().min(1).max(253).optional(),
+});
+
+export const DatabaseSpecSchema = z.strictObject({
+  protocol: z.literal("postgres"),
+  host: z.string().min(1).max(253),
+  port: z.number().int().min(1).max(65535).default(5432),
+  /** CA that signed the database server's certificate (sslrootcert). */
+  ca: pemCertificate,
 });
 
 export const BotSpecSchema = z.strictObject({
@@ -51,12 +96,16 @@ export const ResourceSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("role"), ...header, spec: RoleSpecSchema }),
   z.strictObject({ kind: z.literal("bot"), ...header, spec: BotSpecSchema }),
   z.strictObject({ kind: z.literal("token"), ...header, spec: TokenSpecSchema }),
+  z.strictObject({ kind: z.literal("kube_cluster"), ...header, spec: KubeClusterSpecSchema }),
+  z.strictObject({ kind: z.literal("database"), ...header, spec: DatabaseSpecSchema }),
 ]);
 export type Resource = z.output<typeof ResourceSchema>;
 export type RoleResource = Extract<Resource, { kind: "role" }>;
 export type BotResource = Extract<Resource, { kind: "bot" }>;
 export type TokenResource = Extract<Resource, { kind: "token" }>;
-export const RESOURCE_KINDS = ["role", "bot", "token"] as const;
+export type KubeClusterResource = Extract<Resource, { kind: "kube_cluster" }>;
+export type DatabaseResource = Extract<Resource, { kind: "database" }>;
+export const RESOURCE_KINDS = ["role", "bot", "token", "kube_cluster", "database"] as const;
 
 export class ResourceError extends Error {
   override name = "ResourceError";
@@ -66,6 +115,8 @@ export interface ResourceSet {
   roles: Map<string, RoleResource>;
   bots: Map<string, BotResource>;
   tokens: Map<string, TokenResource>;
+  kubeClusters: Map<string, KubeClusterResource>;
+  databases: Map<string, DatabaseResource>;
   /** Where each resource came from, "file:line", for messages. */
   origin: Map<Resource, string>;
 }
@@ -93,7 +144,10 @@ function lineOf(doc: Document, lc: LineCounter, problem: FieldProblem): number |
 }
 
 /** Parses one YAML text (one or more `---` documents) into validated resources. */
-export function parseResources(text: string, file: string): { resources: Resource[]; origin: Map<Resource, string> } {
+export function parseResources(
+  text: string,
+  file: string,
+): { resources: Resource[]; origin: Map<Resource, string> } {
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
   const resources: Resource[] = [];
@@ -110,7 +164,10 @@ export function parseResources(text: string, file: string): { resources: Resourc
     if (!parsed.success) {
       for (const p of fieldProblems(parsed.error)) {
         const line = lineOf(doc, lc, p) ?? docLine;
-        const what = p.unknownField !== undefined ? `unknown field "${formatPath(p.path)}"` : `${formatPath(p.path)}: ${p.message}`;
+        const what =
+          p.unknownField !== undefined
+            ? `unknown field "${formatPath(p.path)}"`
+            : `${formatPath(p.path)}: ${p.message}`;
         errors.push(`${file}:${line}: ${what}`);
       }
       continue;
@@ -137,7 +194,9 @@ export function loadResources(path: string): ResourceSet {
   try {
     files = yamlFilesIn(path);
   } catch (e) {
-    throw new ResourceError(`cannot read resources at ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ResourceError(
+      `cannot read resources at ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   const all: Resource[] = [];
   const origin = new Map<Resource, string>();
@@ -156,23 +215,56 @@ export function loadResources(path: string): ResourceSet {
 }
 
 export function buildResourceSet(all: Resource[], origin = new Map<Resource, string>()): ResourceSet {
-  const set: ResourceSet = { roles: new Map(), bots: new Map(), tokens: new Map(), origin };
+  const set: ResourceSet = {
+    roles: new Map(),
+    bots: new Map(),
+    tokens: new Map(),
+    kubeClusters: new Map(),
+    databases: new Map(),
+    origin,
+  };
+  const maps: Record<Resource["kind"], Map<string, Resource>> = {
+    role: set.roles,
+    bot: set.bots,
+    token: set.tokens,
+    kube_cluster: set.kubeClusters,
+    database: set.databases,
+  };
   const errors: string[] = [];
   const where = (r: Resource) => origin.get(r) ?? `${r.kind}/${r.metadata.name}`;
   for (const r of all) {
-    const map = (r.kind === "role" ? set.roles : r.kind === "bot" ? set.bots : set.tokens) as Map<string, Resource>;
+    const map = (r.kind === "role" ? set.roles : r.kind === "bot" ? set.bots : set.tokens) as Map<
+      string,
+      Resource
+    >;
     const prev = map.get(r.metadata.name);
-    if (prev) errors.push(`${where(r)}: ${r.kind} "${r.metadata.name}" is declared twice (first at ${where(prev)})`);
+    if (prev)
+      errors.push(`${where(r)}: ${r.kind} "${r.metadata.name}" is declared twice (first at ${where(prev)})`);
     map.set(r.metadata.name, r);
   }
   for (const bot of set.bots.values()) {
     for (const role of bot.spec.roles) {
-      if (!set.roles.has(role)) errors.push(`${where(bot)}: bot "${bot.metadata.name}" names role "${role}", which is not declared`);
+      if (!set.roles.has(role))
+        errors.push(`${where(bot)}: bot "${bot.metadata.name}" names role "${role}", which is not declared`);
+    }
+  }
+  for (const role of set.roles.values()) {
+    for (const c of role.spec.kubernetes_clusters) {
+      if (c !== "*" && !set.kubeClusters.has(c)) {
+        errors.push(`${where(role)}: role "${role.metadata.name}" names kube_cluster "${c}", which is not declared`);
+      }
+    }
+    for (const d of role.spec.databases) {
+      if (d !== "*" && !set.databases.has(d)) {
+        errors.push(`${where(role)}: role "${role.metadata.name}" names database "${d}", which is not declared`);
+      }
     }
   }
   for (const token of set.tokens.values()) {
     if (!set.bots.has(token.spec.bot_name)) {
-      errors.push(`${where(token)}: token "${token.metadata.name}" names bot "${token.spec.bot_name}", which is not declared`);
+      errors.push(
+        `${where(token)}: token "${token.metadata.name}" names bot "${token.spec.bot_name}", which is not declared`,
+      );
     }
   }
   if (errors.length > 0) throw new ResourceError(errors.join("\n"));

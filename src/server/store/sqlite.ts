@@ -4,14 +4,8 @@ import { closeSync, constants, lstatSync, mkdirSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
-import type {
-  AuditEvent,
-  BotInstanceRecord,
-  CAKeyRecord,
-  CommitResult,
-  ReplayKey,
-  Store,
-} from "./store.ts";
+import type { AuditEvent, BotInstanceRecord, CAKeyRecord, CAName, CommitResult, ReplayKey, Store } from "./store.ts";
+import { REQUIRED_CAS } from "./store.ts";
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE cas (name TEXT PRIMARY KEY, private_key_pem TEXT NOT NULL, public_material TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -38,7 +32,8 @@ export function openSqliteStore(dataDir: string): SqliteStore {
     throw new StoreError(`cannot create data directory ${dataDir}: ${(e as NodeJS.ErrnoException).code}`);
   }
   const st = lstatSync(dataDir);
-  if (!st.isDirectory()) throw new StoreError(`data directory ${dataDir} is not a directory (or is a symlink)`);
+  if (!st.isDirectory())
+    throw new StoreError(`data directory ${dataDir} is not a directory (or is a symlink)`);
   const file = join(dataDir, "idbot.db");
   try {
     closeSync(openSync(file, constants.O_CREAT | constants.O_RDWR | (constants.O_NOFOLLOW ?? 0), 0o600));
@@ -96,22 +91,42 @@ export class SqliteStore implements Store {
   private migrate(): void {
     const version = this.db.pragma("user_version", { simple: true }) as number;
     for (let v = version; v < MIGRATIONS.length; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
-        this.db.pragma(`user_version = ${v + 1}`);
-      }).immediate();
+      this.db
+        .transaction(() => {
+          this.db.exec(MIGRATIONS[v]!);
+          this.db.pragma(`user_version = ${v + 1}`);
+        })
+        .immediate();
     }
   }
 
-  async loadOrCreateCAs(create: () => CAKeyRecord[]): Promise<CAKeyRecord[]> {
+  async loadOrCreateCAs(create: (name: CAName) => CAKeyRecord): Promise<CAKeyRecord[]> {
     return this.db
       .transaction(() => {
-        const rows = this.db.prepare("SELECT * FROM cas").all() as Array<Record<string, string>>;
-        if (rows.length > 0) return rows.map(rowToCA);
-        const cas = create();
-        const ins = this.db.prepare("INSERT INTO cas (name, private_key_pem, public_material, created_at) VALUES (?, ?, ?, ?)");
-        for (const ca of cas) ins.run(ca.name, ca.privateKeyPem, ca.publicMaterial, ca.createdAt);
+        const cas = (this.db.prepare("SELECT * FROM cas").all() as Array<Record<string, string>>).map(rowToCA);
+        const ins = this.db.prepare(
+          "INSERT INTO cas (name, private_key_pem, public_material, created_at) VALUES (?, ?, ?, ?)",
+        );
+        for (const name of REQUIRED_CAS) {
+          if (cas.some((c) => c.name === name)) continue;
+          const ca = create(name);
+          ins.run(ca.name, ca.privateKeyPem, ca.publicMaterial, ca.createdAt);
+          cas.push(ca);
+        }
         return cas;
+      })
+      .immediate();
+  }
+
+  async rotateCA(name: "jwt", next: CAKeyRecord): Promise<void> {
+    this.db
+      .transaction(() => {
+        const prev = `${name}_previous`;
+        this.db.prepare("DELETE FROM cas WHERE name = ?").run(prev);
+        this.db.prepare("UPDATE cas SET name = ? WHERE name = ?").run(prev, name);
+        this.db
+          .prepare("INSERT INTO cas (name, private_key_pem, public_material, created_at) VALUES (?, ?, ?, ?)")
+          .run(name, next.privateKeyPem, next.publicMaterial, next.createdAt);
       })
       .immediate();
   }
@@ -132,7 +147,11 @@ export class SqliteStore implements Store {
     }
   }
 
-  async commitJoin(j: { replay?: ReplayKey; instance: BotInstanceRecord; events: AuditEvent[] }): Promise<CommitResult> {
+  async commitJoin(j: {
+    replay?: ReplayKey;
+    instance: BotInstanceRecord;
+    events: AuditEvent[];
+  }): Promise<CommitResult> {
     try {
       this.db
         .transaction(() => {
@@ -153,7 +172,8 @@ export class SqliteStore implements Store {
         .immediate();
       return { ok: true };
     } catch (e) {
-      if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") return { ok: false, reason: "replayed" };
+      if ((e as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY")
+        return { ok: false, reason: "replayed" };
       throw e;
     }
   }
@@ -164,10 +184,10 @@ export class SqliteStore implements Store {
 
   async listAudit(opts: { sinceIso?: string; limit?: number; type?: string } = {}): Promise<AuditEvent[]> {
     const rows = this.db
-      .prepare(
-        "SELECT * FROM audit WHERE time >= ? AND (? IS NULL OR type = ?) ORDER BY seq DESC LIMIT ?",
-      )
-      .all(opts.sinceIso ?? "", opts.type ?? null, opts.type ?? null, opts.limit ?? 1000) as Array<Record<string, unknown>>;
+      .prepare("SELECT * FROM audit WHERE time >= ? AND (? IS NULL OR type = ?) ORDER BY seq DESC LIMIT ?")
+      .all(opts.sinceIso ?? "", opts.type ?? null, opts.type ?? null, opts.limit ?? 1000) as Array<
+      Record<string, unknown>
+    >;
     return rows.reverse().map((r) => ({
       type: r.type as string,
       time: r.time as string,

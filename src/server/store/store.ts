@@ -2,8 +2,11 @@
 // Single-use and replay checks live in the database (unique keys inside transactions),
 // never in process memory, so they hold across restarts and replicas.
 
-export type CAName = "tls" | "ssh_user" | "ssh_host" | "jwt";
-export const CA_NAMES: readonly CAName[] = ["tls", "ssh_user", "ssh_host", "jwt"];
+/** The service's signing keys. `jwt_previous` exists after a JWT key rotation, so tokens
+ *  signed before it keep verifying against the published JWKS until they expire. */
+export type CAName = "tls" | "ssh_user" | "ssh_host" | "spiffe" | "jwt" | "jwt_previous";
+/** Created on first start (and added to older stores) when missing. */
+export const REQUIRED_CAS: readonly CAName[] = ["tls", "ssh_user", "ssh_host", "spiffe", "jwt"];
 
 export interface CAKeyRecord {
   name: CAName;
@@ -50,11 +53,17 @@ export type CommitResult = { ok: true } | { ok: false; reason: "replayed" };
 
 export interface Store {
   readonly kind: "sqlite" | "postgres";
-  /** Returns the stored CAs, creating them with `create` on first start (atomically). */
-  loadOrCreateCAs(create: () => CAKeyRecord[]): Promise<CAKeyRecord[]>;
+  /** Returns the stored CAs, creating each missing required one with `create`, atomically. */
+  loadOrCreateCAs(create: (name: CAName) => CAKeyRecord): Promise<CAKeyRecord[]>;
+  /** Replaces CA `name` with `next`, keeping the old one as `<name>_previous`. */
+  rotateCA(name: "jwt", next: CAKeyRecord): Promise<void>;
   /** Records a successful join in one transaction: consumes the replay key (refusing a
    *  second use), creates the bot instance and appends the audit events. */
-  commitJoin(join: { replay?: ReplayKey; instance: BotInstanceRecord; events: AuditEvent[] }): Promise<CommitResult>;
+  commitJoin(join: {
+    replay?: ReplayKey;
+    instance: BotInstanceRecord;
+    events: AuditEvent[];
+  }): Promise<CommitResult>;
   appendAudit(events: AuditEvent[]): Promise<void>;
   listAudit(opts?: { sinceIso?: string; limit?: number; type?: string }): Promise<AuditEvent[]>;
   getBotInstance(id: string): Promise<BotInstanceRecord | undefined>;
