@@ -211,7 +211,9 @@ var init_sqlite = __esm({
       }
       async loadOrCreateCAs(create) {
         return this.db.transaction(() => {
-          const cas = this.db.prepare("SELECT * FROM cas").all().map(rowToCA);
+          const cas = this.db.prepare("SELECT * FROM cas").all().map(
+            rowToCA
+          );
           const ins = this.db.prepare(
             "INSERT INTO cas (name, private_key_pem, public_material, created_at) VALUES (?, ?, ?, ?)"
           );
@@ -2397,7 +2399,12 @@ function createAuthorityRecord(name2, clusterName, now = /* @__PURE__ */ new Dat
   };
   const sshCa = (comment) => {
     const key = generateKeyPairSync2("ed25519").privateKey;
-    return { name: name2, privateKeyPem: pem2(key), publicMaterial: new SshCertificateAuthority(key).publicKeyLine(comment), createdAt };
+    return {
+      name: name2,
+      privateKeyPem: pem2(key),
+      publicMaterial: new SshCertificateAuthority(key).publicKeyLine(comment),
+      createdAt
+    };
   };
   switch (name2) {
     case "tls":
@@ -2439,7 +2446,10 @@ var init_authorities = __esm({
         this.sshHost = new SshCertificateAuthority(createPrivateKey(get("ssh_host").privateKeyPem));
         const spiffe = get("spiffe");
         this.spiffe = new X509Issuer(createPrivateKey(spiffe.privateKeyPem), spiffe.publicMaterial);
-        const jwtKey = (r) => ({ kid: r.publicMaterial, privateKey: createPrivateKey(r.privateKeyPem) });
+        const jwtKey = (r) => ({
+          kid: r.publicMaterial,
+          privateKey: createPrivateKey(r.privateKeyPem)
+        });
         const previous = records.find((x) => x.name === "jwt_previous");
         this.jwt = new JwtIssuer(jwtKey(get("jwt")), previous ? jwtKey(previous) : void 0);
       }
@@ -30194,98 +30204,6 @@ var init_zod = __esm({
   }
 });
 
-// src/server/joinmethods/errors.ts
-var errors_exports3 = {};
-__export(errors_exports3, {
-  JoinError: () => JoinError,
-  denied: () => denied
-});
-var JoinError, denied;
-var init_errors4 = __esm({
-  "src/server/joinmethods/errors.ts"() {
-    "use strict";
-    JoinError = class extends Error {
-      constructor(code, message2, hint, detail, status = code === "denied" ? 403 : code === "not_found" ? 404 : code === "unavailable" ? 503 : 400) {
-        super(message2);
-        this.code = code;
-        this.hint = hint;
-        this.detail = detail;
-        this.status = status;
-      }
-      code;
-      hint;
-      detail;
-      status;
-      name = "JoinError";
-    };
-    denied = (message2, hint, detail) => new JoinError("denied", message2, hint, detail);
-  }
-});
-
-// src/server/policy/templates.ts
-function templateSyntaxError(template2) {
-  for (const m of template2.matchAll(PLACEHOLDER)) {
-    if (!REFERENCE.test(m[1])) return `"{{ ${m[1]} }}" is not a template reference (use {{ join.<method>.<claim> }})`;
-  }
-  if (template2.replace(PLACEHOLDER, "").includes("{{")) return `unbalanced "{{" in "${template2}"`;
-  return void 0;
-}
-function expandTemplate(template2, field, ctx2) {
-  return template2.replace(PLACEHOLDER, (_all, ref) => {
-    const m = REFERENCE.exec(ref);
-    if (!m) throw denied(`role template ${field} "${template2}" is malformed`);
-    const [, method, claim2] = m;
-    if (method !== ctx2.joinMethod) {
-      throw denied(
-        `role template ${field} "${template2}" refers to join method "${method}", but this join used "${ctx2.joinMethod}"`,
-        "Give bots that join with several methods one role per method."
-      );
-    }
-    const value = ctx2.claims[claim2];
-    if (value === void 0 || value === null || value === "") {
-      throw denied(
-        `role template ${field} "${template2}" needs the claim "${claim2}", which this ${method} token does not carry`,
-        `Restrict the join token's allow rules to jobs that carry "${claim2}", or change the template.`
-      );
-    }
-    if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
-      throw denied(`role template ${field} "${template2}": claim "${claim2}" is not a single value`);
-    }
-    return String(value);
-  });
-}
-function expandChecked(template2, field, kind, ctx2) {
-  const value = expandTemplate(template2, field, ctx2);
-  const v = VALIDATORS[kind];
-  if (!v.test(value)) {
-    throw denied(
-      `role template ${field} "${template2}" produced ${JSON.stringify(value.slice(0, 100))}, which is not ${v.what}`,
-      "Change the template or restrict the join token's allow rules."
-    );
-  }
-  return value;
-}
-var PLACEHOLDER, REFERENCE, VALIDATORS;
-var init_templates = __esm({
-  "src/server/policy/templates.ts"() {
-    "use strict";
-    init_errors4();
-    PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
-    REFERENCE = /^join\.([a-z_]+)\.([A-Za-z0-9_.-]+)$/;
-    VALIDATORS = {
-      // OpenSSH principals: no whitespace, commas or control characters.
-      ssh_principal: { test: (v) => /^[^\s,\p{Cc}]{1,256}$/u.test(v), what: "an SSH principal (no spaces, commas or control characters)" },
-      kubernetes_name: { test: (v) => /^[^\p{Cc}]{1,256}$/u.test(v) && v.trim() === v, what: "a Kubernetes user or group name" },
-      // SPIFFE ID path: "/" + segments of [A-Za-z0-9._-], no empty, "." or ".." segments.
-      spiffe_path: {
-        test: (v) => v.length <= 2048 && /^(\/[A-Za-z0-9._-]+)+$/.test(v) && !v.split("/").some((s) => s === "." || s === ".."),
-        what: 'a SPIFFE ID path ("/" followed by segments of letters, digits, ".", "_" and "-")'
-      },
-      name: { test: (v) => /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(v), what: "a name (letters, digits, '.', '_', '@', '-')" }
-    };
-  }
-});
-
 // src/protocol/join.ts
 var JOIN_METHODS, OUTPUT_TYPES, MAX_TTL_SECONDS, DEFAULT_TTL_SECONDS, pem, JoinRequestSchema, JoinResponseSchema, ErrorBodySchema;
 var init_join = __esm({
@@ -30325,7 +30243,8 @@ var init_join = __esm({
         ["jwt", "jwt", "the jwt output needs jwt.audiences"]
       ];
       for (const [output2, field, message2] of need) {
-        if (r.outputs.includes(output2) && r[field] === void 0) ctx2.addIssue({ code: "custom", path: [field], message: message2 });
+        if (r.outputs.includes(output2) && r[field] === void 0)
+          ctx2.addIssue({ code: "custom", path: [field], message: message2 });
       }
     });
     JoinResponseSchema = external_exports.object({
@@ -30423,6 +30342,34 @@ var init_validation = __esm({
   }
 });
 
+// src/server/joinmethods/errors.ts
+var errors_exports3 = {};
+__export(errors_exports3, {
+  JoinError: () => JoinError,
+  denied: () => denied
+});
+var JoinError, denied;
+var init_errors4 = __esm({
+  "src/server/joinmethods/errors.ts"() {
+    "use strict";
+    JoinError = class extends Error {
+      constructor(code, message2, hint, detail, status = code === "denied" ? 403 : code === "not_found" ? 404 : code === "unavailable" ? 503 : 400) {
+        super(message2);
+        this.code = code;
+        this.hint = hint;
+        this.detail = detail;
+        this.status = status;
+      }
+      code;
+      hint;
+      detail;
+      status;
+      name = "JoinError";
+    };
+    denied = (message2, hint, detail) => new JoinError("denied", message2, hint, detail);
+  }
+});
+
 // src/server/joinmethods/jwt.ts
 var jwt_exports = {};
 __export(jwt_exports, {
@@ -30454,6 +30401,13 @@ async function verifyIdToken(token, opts) {
       currentDate: opts.now,
       requiredClaims: ["exp", "iat", ...opts.requiredClaims ?? []]
     });
+    const nowS = Math.floor((opts.now ?? /* @__PURE__ */ new Date()).getTime() / 1e3);
+    if (typeof payload.iat === "number" && payload.iat > nowS + CLOCK_LEEWAY_SECONDS) {
+      throw denied(
+        "the ID token's issue time (iat) is in the future",
+        "Check the clocks of the runner and the service."
+      );
+    }
     return payload;
   } catch (e) {
     throw mapJoseError(e, token, opts);
@@ -30543,7 +30497,9 @@ var init_jwt2 = __esm({
         if (!ks) {
           ks = createRemoteJWKSet(new URL(url2), {
             timeoutDuration: 5e3,
-            cooldownDuration: 3e4,
+            // An unknown kid refetches at most once a second: a rotated issuer key is
+            // picked up at once, and random kids cannot hammer the issuer.
+            cooldownDuration: 1e3,
             cacheMaxAge: 10 * 6e4,
             headers: { "user-agent": "idbot" }
           });
@@ -30578,11 +30534,26 @@ function claimText(v) {
   return JSON.stringify(v);
 }
 function globMatch(pattern, value) {
-  const re = new RegExp(
-    `^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`,
-    "s"
-  );
-  return re.test(value);
+  let p = 0;
+  let v = 0;
+  let star = -1;
+  let mark = 0;
+  while (v < value.length) {
+    if (p < pattern.length && (pattern[p] === "?" || pattern[p] !== "*" && pattern[p] === value[v])) {
+      p++;
+      v++;
+    } else if (p < pattern.length && pattern[p] === "*") {
+      star = p++;
+      mark = v;
+    } else if (star >= 0) {
+      p = star + 1;
+      v = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.length && pattern[p] === "*") p++;
+  return p === pattern.length;
 }
 function evaluateRules(rules, claims, globFields = /* @__PURE__ */ new Set()) {
   return rules.map((rule, index) => {
@@ -30737,6 +30708,80 @@ var init_github = __esm({
   }
 });
 
+// src/server/policy/templates.ts
+function templateSyntaxError(template2) {
+  for (const m of template2.matchAll(PLACEHOLDER)) {
+    if (!REFERENCE.test(m[1]))
+      return `"{{ ${m[1]} }}" is not a template reference (use {{ join.<method>.<claim> }})`;
+  }
+  if (template2.replace(PLACEHOLDER, "").includes("{{")) return `unbalanced "{{" in "${template2}"`;
+  return void 0;
+}
+function expandTemplate(template2, field, ctx2) {
+  return template2.replace(PLACEHOLDER, (_all, ref) => {
+    const m = REFERENCE.exec(ref);
+    if (!m) throw denied(`role template ${field} "${template2}" is malformed`);
+    const [, method, claim2] = m;
+    if (method !== ctx2.joinMethod) {
+      throw denied(
+        `role template ${field} "${template2}" refers to join method "${method}", but this join used "${ctx2.joinMethod}"`,
+        "Give bots that join with several methods one role per method."
+      );
+    }
+    const value = ctx2.claims[claim2];
+    if (value === void 0 || value === null || value === "") {
+      throw denied(
+        `role template ${field} "${template2}" needs the claim "${claim2}", which this ${method} token does not carry`,
+        `Restrict the join token's allow rules to jobs that carry "${claim2}", or change the template.`
+      );
+    }
+    if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
+      throw denied(`role template ${field} "${template2}": claim "${claim2}" is not a single value`);
+    }
+    return String(value);
+  });
+}
+function expandChecked(template2, field, kind, ctx2) {
+  const value = expandTemplate(template2, field, ctx2);
+  const v = VALIDATORS[kind];
+  if (!v.test(value)) {
+    throw denied(
+      `role template ${field} "${template2}" produced ${JSON.stringify(value.slice(0, 100))}, which is not ${v.what}`,
+      "Change the template or restrict the join token's allow rules."
+    );
+  }
+  return value;
+}
+var PLACEHOLDER, REFERENCE, VALIDATORS;
+var init_templates = __esm({
+  "src/server/policy/templates.ts"() {
+    "use strict";
+    init_errors4();
+    PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
+    REFERENCE = /^join\.([a-z_]+)\.([A-Za-z0-9_.-]+)$/;
+    VALIDATORS = {
+      // OpenSSH principals: no whitespace, commas or control characters.
+      ssh_principal: {
+        test: (v) => /^[^\s,\p{Cc}]{1,256}$/u.test(v),
+        what: "an SSH principal (no spaces, commas or control characters)"
+      },
+      kubernetes_name: {
+        test: (v) => /^[^\p{Cc}]{1,256}$/u.test(v) && v.trim() === v,
+        what: "a Kubernetes user or group name"
+      },
+      // SPIFFE ID path: "/" + segments of [A-Za-z0-9._-], no empty, "." or ".." segments.
+      spiffe_path: {
+        test: (v) => v.length <= 2048 && /^(\/[A-Za-z0-9._-]+)+$/.test(v) && !v.split("/").some((s) => s === "." || s === ".."),
+        what: 'a SPIFFE ID path ("/" followed by segments of letters, digits, ".", "_" and "-")'
+      },
+      name: {
+        test: (v) => /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(v),
+        what: "a name (letters, digits, '.', '_', '@', '-')"
+      }
+    };
+  }
+});
+
 // src/server/policy/resources.ts
 var resources_exports = {};
 __export(resources_exports, {
@@ -30785,7 +30830,8 @@ function parseResources(text, file2) {
       const line = err.linePos?.[0]?.line ?? (err.pos ? lc.linePos(err.pos[0]).line : "?");
       errors.push(`${file2}:${line}: YAML syntax error: ${err.message.split("\n")[0]}`);
     }
-    if (doc.errors.length > 0 || doc.contents === null) continue;
+    if (doc.errors.length > 0 || doc.contents === null || (0, import_yaml.isScalar)(doc.contents) && doc.contents.value === null)
+      continue;
     const docLine = doc.contents.range ? lc.linePos(doc.contents.range[0]).line : 1;
     const parsed = ResourceSchema.safeParse(doc.toJS({ maxAliasCount: 50 }));
     if (!parsed.success) {
@@ -30850,7 +30896,7 @@ function buildResourceSet(all, origin = /* @__PURE__ */ new Map()) {
   const errors = [];
   const where = (r) => origin.get(r) ?? `${r.kind}/${r.metadata.name}`;
   for (const r of all) {
-    const map2 = r.kind === "role" ? set2.roles : r.kind === "bot" ? set2.bots : set2.tokens;
+    const map2 = maps[r.kind];
     const prev = map2.get(r.metadata.name);
     if (prev)
       errors.push(`${where(r)}: ${r.kind} "${r.metadata.name}" is declared twice (first at ${where(prev)})`);
@@ -30865,12 +30911,16 @@ function buildResourceSet(all, origin = /* @__PURE__ */ new Map()) {
   for (const role of set2.roles.values()) {
     for (const c of role.spec.kubernetes_clusters) {
       if (c !== "*" && !set2.kubeClusters.has(c)) {
-        errors.push(`${where(role)}: role "${role.metadata.name}" names kube_cluster "${c}", which is not declared`);
+        errors.push(
+          `${where(role)}: role "${role.metadata.name}" names kube_cluster "${c}", which is not declared`
+        );
       }
     }
     for (const d of role.spec.databases) {
       if (d !== "*" && !set2.databases.has(d)) {
-        errors.push(`${where(role)}: role "${role.metadata.name}" names database "${d}", which is not declared`);
+        errors.push(
+          `${where(role)}: role "${role.metadata.name}" names database "${d}", which is not declared`
+        );
       }
     }
   }
@@ -30891,10 +30941,10 @@ var init_resources = __esm({
     import_yaml = __toESM(require_dist(), 1);
     init_zod();
     init_duration();
-    init_templates();
     init_join();
     init_validation();
     init_github();
+    init_templates();
     name = external_exports.string().min(1).max(128).regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/, "names use letters, digits, '.', '_' and '-'");
     metadata = external_exports.strictObject({
       name,
@@ -30915,7 +30965,9 @@ var init_resources = __esm({
     });
     list = (item) => external_exports.array(item).max(256).default([]);
     nameOrWildcard = external_exports.union([name, external_exports.literal("*")]);
-    pemCertificate = external_exports.string().refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), { message: "expected a PEM certificate (-----BEGIN CERTIFICATE-----)" });
+    pemCertificate = external_exports.string().refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), {
+      message: "expected a PEM certificate (-----BEGIN CERTIFICATE-----)"
+    });
     RoleSpecSchema = external_exports.strictObject({
       /** SSH principals; may use {{ join.<method>.<claim> }} templates. */
       logins: list(template),
@@ -30936,7 +30988,10 @@ var init_resources = __esm({
       max_ttl: duration3.refine((s) => s <= MAX_TTL_SECONDS, { message: "max_ttl may not exceed 24h" }).optional()
     });
     KubeClusterSpecSchema = external_exports.strictObject({
-      server: external_exports.url({ protocol: /^https$/, error: "server must be an https:// URL of the Kubernetes API server" }),
+      server: external_exports.url({
+        protocol: /^https$/,
+        error: "server must be an https:// URL of the Kubernetes API server"
+      }),
       /** CA that signed the API server's certificate (kubeconfig certificate-authority-data). */
       ca: pemCertificate,
       tls_server_name: external_exports.string().min(1).max(253).optional()
@@ -31029,7 +31084,8 @@ function grantsFor(set2, botName) {
   if (!bot) throw new Error(`bot "${botName}" is not declared`);
   const roles = bot.spec.roles.map((r) => set2.roles.get(r)).filter((r) => r !== void 0);
   let maxTtlSeconds = MAX_TTL_SECONDS;
-  for (const r of roles) if (r.spec.max_ttl !== void 0) maxTtlSeconds = Math.min(maxTtlSeconds, r.spec.max_ttl);
+  for (const r of roles)
+    if (r.spec.max_ttl !== void 0) maxTtlSeconds = Math.min(maxTtlSeconds, r.spec.max_ttl);
   return { botName, roles, maxTtlSeconds };
 }
 function effectiveTtl(requested, grants) {
@@ -31038,7 +31094,9 @@ function effectiveTtl(requested, grants) {
 }
 function sshLogins(g, ctx2) {
   return unique(
-    g.roles.flatMap((r) => r.spec.logins.map((t, i) => expandChecked(t, `${r.metadata.name}.logins[${i}]`, "ssh_principal", ctx2)))
+    g.roles.flatMap(
+      (r) => r.spec.logins.map((t, i) => expandChecked(t, `${r.metadata.name}.logins[${i}]`, "ssh_principal", ctx2))
+    )
   );
 }
 function authorizeKubernetes(g, set2, clusterName, ctx2) {
@@ -31052,12 +31110,16 @@ function authorizeKubernetes(g, set2, clusterName, ctx2) {
   }
   const users = unique(
     g.roles.flatMap(
-      (r) => r.spec.kubernetes_users.map((t, i) => expandChecked(t, `${r.metadata.name}.kubernetes_users[${i}]`, "kubernetes_name", ctx2))
+      (r) => r.spec.kubernetes_users.map(
+        (t, i) => expandChecked(t, `${r.metadata.name}.kubernetes_users[${i}]`, "kubernetes_name", ctx2)
+      )
     )
   );
   const groups = unique(
     g.roles.flatMap(
-      (r) => r.spec.kubernetes_groups.map((t, i) => expandChecked(t, `${r.metadata.name}.kubernetes_groups[${i}]`, "kubernetes_name", ctx2))
+      (r) => r.spec.kubernetes_groups.map(
+        (t, i) => expandChecked(t, `${r.metadata.name}.kubernetes_groups[${i}]`, "kubernetes_name", ctx2)
+      )
     )
   );
   if (users.length === 0 && groups.length === 0) {
@@ -31070,13 +31132,19 @@ function authorizeKubernetes(g, set2, clusterName, ctx2) {
 }
 function authorizeDatabase(g, set2, req) {
   const database = set2.databases.get(req.service);
-  if (!granted(g.roles.flatMap((r) => r.spec.databases), req.service) || !database) {
+  if (!granted(
+    g.roles.flatMap((r) => r.spec.databases),
+    req.service
+  ) || !database) {
     throw denied(
       `database "${req.service}" is not granted to bot "${g.botName}"`,
       `Add "${req.service}" to databases of one of its roles (${roleNames(g)}).`
     );
   }
-  if (!granted(g.roles.flatMap((r) => r.spec.db_users), req.user)) {
+  if (!granted(
+    g.roles.flatMap((r) => r.spec.db_users),
+    req.user
+  )) {
     throw denied(
       `database user "${req.user}" is not granted to bot "${g.botName}"`,
       `Add "${req.user}" to db_users of one of its roles (${roleNames(g)}).`
@@ -31100,7 +31168,10 @@ function authorizeSpiffe(g, requestedPath, ctx2) {
     }))
   );
   if (grants.length === 0) {
-    throw denied(`bot "${g.botName}" has no SPIFFE identity`, `Add spiffe: [{ path: ... }] to one of its roles (${roleNames(g)}).`);
+    throw denied(
+      `bot "${g.botName}" has no SPIFFE identity`,
+      `Add spiffe: [{ path: ... }] to one of its roles (${roleNames(g)}).`
+    );
   }
   if (requestedPath === void 0) return grants[0];
   const match = grants.find((s) => s.path === requestedPath);
@@ -31173,7 +31244,10 @@ async function joinUnaudited(req, ctx2, now, base) {
   const set2 = ctx2.resources();
   const token = set2.tokens.get(req.token);
   if (!token) {
-    throw denied(`join token "${req.token}" does not exist`, `Check the "token" input against the service's token resources.`);
+    throw denied(
+      `join token "${req.token}" does not exist`,
+      `Check the "token" input against the service's token resources.`
+    );
   }
   if (token.spec.join_method !== req.join_method) {
     throw denied(
@@ -31190,7 +31264,10 @@ async function joinUnaudited(req, ctx2, now, base) {
   const wants = (o) => req.outputs.includes(o);
   const logins = sshLogins(grants, tctx);
   if (wants("ssh") && logins.length === 0) {
-    throw denied(`bot "${botName}" has no SSH logins`, `Add "logins: [...]" to one of the roles of bot "${botName}" (${grants.roles.map((r) => r.metadata.name).join(", ")}).`);
+    throw denied(
+      `bot "${botName}" has no SSH logins`,
+      `Add "logins: [...]" to one of the roles of bot "${botName}" (${grants.roles.map((r) => r.metadata.name).join(", ")}).`
+    );
   }
   const kube = wants("kubernetes") ? authorizeKubernetes(grants, set2, req.kubernetes.cluster, tctx) : void 0;
   const db = wants("database") ? authorizeDatabase(grants, set2, req.database) : void 0;
@@ -31205,7 +31282,13 @@ async function joinUnaudited(req, ctx2, now, base) {
   const expiresIso = expiresAt.toISOString();
   const instanceId = randomUUID2();
   const events = [];
-  const issued = (kind, data) => events.push({ ...base, type: "cert.issued", botName, instanceId, data: { kind, ...data, expires_at: expiresIso } });
+  const issued = (kind, data) => events.push({
+    ...base,
+    type: "cert.issued",
+    botName,
+    instanceId,
+    data: { kind, ...data, expires_at: expiresIso }
+  });
   const x509 = (issuer, opts) => issuer.issue({ publicKey: tlsKey, notBefore, notAfter: expiresAt, extKeyUsage: ["clientAuth"], ...opts });
   const response = {
     bot_name: botName,
@@ -31218,7 +31301,14 @@ async function joinUnaudited(req, ctx2, now, base) {
   if (logins.length > 0) {
     const keyId = `bot=${botName},${attestation.subject},instance=${instanceId}`;
     response.ssh = {
-      certificate: ctx2.authorities.sshUser.sign({ publicKey: sshKey, certType: "user", keyId, principals: logins, validAfter, validBefore }),
+      certificate: ctx2.authorities.sshUser.sign({
+        publicKey: sshKey,
+        certType: "user",
+        keyId,
+        principals: logins,
+        validAfter,
+        validBefore
+      }),
       principals: logins,
       user_ca: ctx2.authorities.sshUserCaLine,
       host_ca: ctx2.authorities.sshHostCaLine
@@ -31239,7 +31329,12 @@ async function joinUnaudited(req, ctx2, now, base) {
       user: kube.user,
       groups: kube.groups
     };
-    issued("kubernetes", { serial: cert.serialHex, cluster: kube.cluster.metadata.name, user: kube.user, groups: kube.groups });
+    issued("kubernetes", {
+      serial: cert.serialHex,
+      cluster: kube.cluster.metadata.name,
+      user: kube.user,
+      groups: kube.groups
+    });
   }
   if (db) {
     const cert = x509(ctx2.authorities.tls, { commonName: db.user });
@@ -31264,18 +31359,40 @@ async function joinUnaudited(req, ctx2, now, base) {
       dnsNames: spiffe.dnsSans,
       ipAddresses: spiffe.ipSans
     });
-    response.spiffe = { spiffe_id: spiffeId, certificate: cert.pem, bundle: ctx2.authorities.spiffe.caCertPem };
+    response.spiffe = {
+      spiffe_id: spiffeId,
+      certificate: cert.pem,
+      bundle: ctx2.authorities.spiffe.caCertPem
+    };
     issued("spiffe_x509", { serial: cert.serialHex, spiffe_id: spiffeId });
   }
   if (jwtAudiences) {
     const token2 = await ctx2.authorities.jwt.sign(
-      { ...jwtClaims(attestation.claims), bot_name: botName, bot_instance_id: instanceId, join_method: req.join_method },
-      { issuer: ctx2.publicUrl, subject: spiffeId, audience: jwtAudiences, issuedAt: nowS, expiresAt: validBefore, jti: randomUUID2() }
+      {
+        ...jwtClaims(attestation.claims),
+        bot_name: botName,
+        bot_instance_id: instanceId,
+        join_method: req.join_method
+      },
+      {
+        issuer: ctx2.publicUrl,
+        subject: spiffeId,
+        audience: jwtAudiences,
+        issuedAt: nowS,
+        expiresAt: validBefore,
+        jti: randomUUID2()
+      }
     );
     response.jwt = { token: token2, spiffe_id: spiffeId, audiences: jwtAudiences };
     issued("jwt_svid", { spiffe_id: spiffeId, audiences: jwtAudiences, kid: ctx2.authorities.jwt.kid });
   }
-  events.unshift({ ...base, type: "join.success", botName, instanceId, data: { claims: attestation.claims, ttl_seconds: ttl, outputs: req.outputs } });
+  events.unshift({
+    ...base,
+    type: "join.success",
+    botName,
+    instanceId,
+    data: { claims: attestation.claims, ttl_seconds: ttl, outputs: req.outputs }
+  });
   const result = await ctx2.store.commitJoin({
     replay: { issuer: attestation.issuer, jti: attestation.jti, expiresAt: attestation.expiresAt + 120 },
     instance: {
@@ -31301,7 +31418,8 @@ async function joinUnaudited(req, ctx2, now, base) {
 }
 function jwtClaims(claims) {
   const out = {};
-  for (const [k, v] of Object.entries(claims)) if (!["iss", "aud", "sub", "jti", "exp", "iat", "nbf"].includes(k)) out[k] = v;
+  for (const [k, v] of Object.entries(claims))
+    if (!["iss", "aud", "sub", "jti", "exp", "iat", "nbf"].includes(k)) out[k] = v;
   return out;
 }
 function checkSshKey(line) {
@@ -31355,22 +31473,16 @@ function sendError(res, status, code, message2, hint) {
 }
 function readBody(req) {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers["content-length"] ?? 0);
-    if (declared > MAX_BODY_BYTES) {
+    if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) {
       resolve("too_large");
-      req.resume();
       return;
     }
     const chunks = [];
     let size = 0;
     req.on("data", (c) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        resolve("too_large");
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
+      if (size <= MAX_BODY_BYTES) chunks.push(c);
+      else if (size - c.length <= MAX_BODY_BYTES) resolve("too_large");
     });
     req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
@@ -31518,7 +31630,9 @@ async function startService(opts) {
     let publicUrl = opts.publicUrl ? normalizeServiceUrl(opts.publicUrl) : "";
     let trustDomain = opts.trustDomain ?? (publicUrl ? new URL(publicUrl).hostname : "");
     if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) {
-      throw new ServeError(`--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`);
+      throw new ServeError(
+        `--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`
+      );
     }
     const handler = createHandler({
       store,
@@ -31575,7 +31689,9 @@ async function startService(opts) {
       },
       async reload() {
         const next = loadResources(opts.resourcesPath);
-        authorities = new Authorities(await store.loadOrCreateCAs((name2) => createAuthorityRecord(name2, publicUrl)));
+        authorities = new Authorities(
+          await store.loadOrCreateCAs((name2) => createAuthorityRecord(name2, publicUrl))
+        );
         resources = next;
         logger.log("info", "resources reloaded", {
           roles: next.roles.size,
@@ -31659,7 +31775,8 @@ var USAGE = `
 Usage: idbot admin <command> [options]
 
 Commands:
-  sign-host   sign an SSH host certificate with the service's host CA
+  sign-host    sign an SSH host certificate with the service's host CA
+  rotate-jwt   replace the JWT signing key, keeping the previous one in the JWKS
 
 Run "idbot admin <command> --help" for a command's options.
 `;
@@ -31687,6 +31804,8 @@ async function adminCommand(argv) {
   switch (sub) {
     case "sign-host":
       return signHost(rest);
+    case "rotate-jwt":
+      return rotateJwt(rest);
     case void 0:
     case "--help":
     case "-h":
@@ -31777,6 +31896,46 @@ async function signHost(argv) {
     await store.close();
   }
 }
+var ROTATE_JWT_USAGE = `
+Usage: idbot admin rotate-jwt --data-dir DIR
+
+Makes a new JWT signing key current. The previous key stays in /.well-known/jwks.json, so
+JWTs signed before the rotation keep verifying until they expire; the key before that is
+dropped. A running service picks the new key up on SIGHUP.
+
+Example:
+  idbot admin rotate-jwt --data-dir /var/lib/idbot && systemctl reload idbot
+`;
+async function rotateJwt(argv) {
+  const args = parseCommand(argv, { "data-dir": { type: "string" } }, ROTATE_JWT_USAGE);
+  if (!args) return 0;
+  const dataDir = required(args.values["data-dir"], "--data-dir");
+  const { openSqliteStore: openSqliteStore2 } = await Promise.resolve().then(() => (init_sqlite(), sqlite_exports));
+  const { Authorities: Authorities2, createAuthorityRecord: createAuthorityRecord2 } = await Promise.resolve().then(() => (init_authorities(), authorities_exports));
+  const store = openSqliteStore2(dataDir);
+  try {
+    const before = new Authorities2(
+      await store.loadOrCreateCAs((name2) => createAuthorityRecord2(name2, "idbot"))
+    );
+    const next = createAuthorityRecord2("jwt", "idbot");
+    await store.rotateCA("jwt", next);
+    await store.appendAudit([
+      {
+        type: "ca.rotated",
+        time: (/* @__PURE__ */ new Date()).toISOString(),
+        data: { ca: "jwt", previous_kid: before.jwt.kid, kid: next.publicMaterial }
+      }
+    ]);
+    say(
+      `JWT signing key rotated: new kid ${next.publicMaterial}, previous kid ${before.jwt.kid} stays published; send SIGHUP to the service`
+    );
+    process.stdout.write(`${next.publicMaterial}
+`);
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
 
 // src/cli/explain.ts
 init_webapi();
@@ -31801,9 +31960,16 @@ Example:
   idbot explain --resources /etc/idbot --token github-deploy --id-token token.jwt --at 2026-11-23T14:05:00Z
 `;
 function parseAt(text) {
-  const d = /^\d+$/.test(text) ? new Date(Number(text) * 1e3) : new Date(text);
-  if (Number.isNaN(d.getTime())) throw new CliError(`--at "${text}" is not an RFC 3339 time or Unix seconds`);
-  return d;
+  if (/^\d{1,12}$/.test(text)) return new Date(Number(text) * 1e3);
+  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
+  const bad = () => new CliError(
+    `--at "${text}" is not an RFC 3339 time or Unix seconds (for example 2026-11-23T14:05:00Z or 1795442700)`
+  );
+  if (!m) throw bad();
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number);
+  const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth || h > 23 || mi > 59 || s > 60) throw bad();
+  return new Date(text);
 }
 async function explainCommand(argv) {
   const args = parseCommand(

@@ -40917,7 +40917,8 @@ var JoinRequestSchema = external_exports.strictObject({
     ["jwt", "jwt", "the jwt output needs jwt.audiences"]
   ];
   for (const [output2, field, message] of need) {
-    if (r.outputs.includes(output2) && r[field] === void 0) ctx.addIssue({ code: "custom", path: [field], message });
+    if (r.outputs.includes(output2) && r[field] === void 0)
+      ctx.addIssue({ code: "custom", path: [field], message });
   }
 });
 var JoinResponseSchema = external_exports.object({
@@ -41649,11 +41650,14 @@ function parseCommonInputs(get) {
     if (!outputs.includes(output2)) return text(get, input2);
     const v = text(get, input2);
     if (v === void 0) {
-      throw new InputError(input2, `is required by the ${output2} output, for example:
+      throw new InputError(
+        input2,
+        `is required by the ${output2} output, for example:
 
   with:
     outputs: ${outputs.join(",")}
-    ${input2}: ${example}`);
+    ${input2}: ${example}`
+      );
     }
     return v;
   };
@@ -42377,6 +42381,42 @@ function privateKeyLines(keys) {
   return [keys.sshPrivateFile, keys.tlsPrivatePem].flatMap((pem2) => pem2.split("\n")).filter((l) => l.length > 0 && !l.startsWith("-----"));
 }
 
+// src/client/outputs/database.ts
+import { join as join2 } from "node:path";
+function databaseOutput({ dir, response, keys }) {
+  const d = response.database;
+  if (!d) throw new Error("the service issued no database certificate for the database output");
+  const abs = (name) => join2(dir, "database", name);
+  const host = d.host.includes(":") ? `[${d.host}]` : d.host;
+  const params = new URLSearchParams({
+    sslmode: "verify-full",
+    sslcert: abs("tls.crt"),
+    sslkey: abs("tls.key"),
+    sslrootcert: abs("ca.crt")
+  });
+  const url2 = `postgresql://${encodeURIComponent(d.user)}@${host}:${d.port}/${encodeURIComponent(d.name)}?${params.toString().replace(/\+/g, "%20")}`;
+  return {
+    files: [
+      { path: "database/tls.crt", contents: d.certificate },
+      { path: "database/tls.key", contents: keys.tlsPrivatePem },
+      { path: "database/ca.crt", contents: d.ca }
+    ],
+    outputs: {
+      "database-cert": "database/tls.crt",
+      "database-key": "database/tls.key",
+      "database-ca": "database/ca.crt"
+    },
+    values: { "database-url": url2 },
+    summary: [
+      {
+        type: `Database (${d.service})`,
+        identity: `user ${d.user}, database ${d.name}`,
+        path: "database/tls.crt"
+      }
+    ]
+  };
+}
+
 // src/client/outputs/identity.ts
 var IDENTITY_DIR = "identity";
 function identityOutput({ response, keys }) {
@@ -42407,35 +42447,15 @@ function identityOutput({ response, keys }) {
     },
     env: { IDBOT_IDENTITY_DIR: IDENTITY_DIR },
     summary: [
-      ...response.ssh ? [{ type: "SSH user certificate", identity: response.ssh.principals.join(", "), path: f("key-cert.pub") }] : [],
+      ...response.ssh ? [
+        {
+          type: "SSH user certificate",
+          identity: response.ssh.principals.join(", "),
+          path: f("key-cert.pub")
+        }
+      ] : [],
       { type: "TLS client certificate", identity: `CN=${response.bot_name}`, path: f("tlscert") }
     ]
-  };
-}
-
-// src/client/outputs/database.ts
-import { join as join2 } from "node:path";
-function databaseOutput({ dir, response, keys }) {
-  const d = response.database;
-  if (!d) throw new Error("the service issued no database certificate for the database output");
-  const abs = (name) => join2(dir, "database", name);
-  const host = d.host.includes(":") ? `[${d.host}]` : d.host;
-  const params = new URLSearchParams({
-    sslmode: "verify-full",
-    sslcert: abs("tls.crt"),
-    sslkey: abs("tls.key"),
-    sslrootcert: abs("ca.crt")
-  });
-  const url2 = `postgresql://${encodeURIComponent(d.user)}@${host}:${d.port}/${encodeURIComponent(d.name)}?${params.toString().replace(/\+/g, "%20")}`;
-  return {
-    files: [
-      { path: "database/tls.crt", contents: d.certificate },
-      { path: "database/tls.key", contents: keys.tlsPrivatePem },
-      { path: "database/ca.crt", contents: d.ca }
-    ],
-    outputs: { "database-cert": "database/tls.crt", "database-key": "database/tls.key", "database-ca": "database/ca.crt" },
-    values: { "database-url": url2 },
-    summary: [{ type: `Database (${d.service})`, identity: `user ${d.user}, database ${d.name}`, path: "database/tls.crt" }]
   };
 }
 
@@ -42448,7 +42468,7 @@ function kubernetesOutput({ response, keys }) {
   const keyData = b64(keys.tlsPrivatePem);
   const user = `idbot-${response.bot_name}`;
   const kubeconfig = [
-    "# Written by idbot. Expires at " + response.expires_at,
+    `# Written by idbot. Expires at ${response.expires_at}`,
     "apiVersion: v1",
     "kind: Config",
     "clusters:",
@@ -42506,7 +42526,13 @@ function jwtOutput({ response }) {
   return {
     files: [{ path: "spiffe/jwt_svid.token", contents: j.token }],
     outputs: { "jwt-svid-file": "spiffe/jwt_svid.token" },
-    summary: [{ type: `JWT-SVID (aud ${j.audiences.join(", ")})`, identity: j.spiffe_id, path: "spiffe/jwt_svid.token" }],
+    summary: [
+      {
+        type: `JWT-SVID (aud ${j.audiences.join(", ")})`,
+        identity: j.spiffe_id,
+        path: "spiffe/jwt_svid.token"
+      }
+    ],
     secrets: [j.token]
   };
 }
@@ -42545,7 +42571,9 @@ function sshOutput({ dir, response, sshHosts }) {
       { path: `${IDENTITY_DIR}/ssh_config`, contents: config2 }
     ],
     outputs: { "ssh-config": `${IDENTITY_DIR}/ssh_config`, "known-hosts": `${IDENTITY_DIR}/known_hosts` },
-    summary: [{ type: "ssh_config", identity: `Host ${patterns.join(" ")}`, path: `${IDENTITY_DIR}/ssh_config` }]
+    summary: [
+      { type: "ssh_config", identity: `Host ${patterns.join(" ")}`, path: `${IDENTITY_DIR}/ssh_config` }
+    ]
   };
 }
 
@@ -42600,7 +42628,14 @@ async function joinAndWrite(cfg, deps) {
     throw e;
   }
   const abs = (rel) => rel === "" ? dir : join4(dir, rel);
-  const result = { dir, response, outputs: {}, env: {}, files: Object.values(written), summary: [] };
+  const result = {
+    dir,
+    response,
+    outputs: {},
+    env: {},
+    files: Object.values(written),
+    summary: []
+  };
   for (const p of plans) {
     for (const s of p.secrets ?? []) deps.onSecret?.(s);
     for (const [k, v] of Object.entries(p.outputs)) result.outputs[k] = abs(v);

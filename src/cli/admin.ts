@@ -5,7 +5,8 @@ const USAGE = `
 Usage: idbot admin <command> [options]
 
 Commands:
-  sign-host   sign an SSH host certificate with the service's host CA
+  sign-host    sign an SSH host certificate with the service's host CA
+  rotate-jwt   replace the JWT signing key, keeping the previous one in the JWKS
 
 Run "idbot admin <command> --help" for a command's options.
 `;
@@ -35,6 +36,8 @@ export async function adminCommand(argv: string[]): Promise<number> {
   switch (sub) {
     case "sign-host":
       return signHost(rest);
+    case "rotate-jwt":
+      return rotateJwt(rest);
     case undefined:
     case "--help":
     case "-h":
@@ -119,6 +122,47 @@ async function signHost(argv: string[]): Promise<number> {
       `wrote host certificate ${out} for ${principals.join(", ")}, valid until ${new Date((now + ttl) * 1000).toISOString()}`,
     );
     process.stdout.write(`${out}\n`);
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
+const ROTATE_JWT_USAGE = `
+Usage: idbot admin rotate-jwt --data-dir DIR
+
+Makes a new JWT signing key current. The previous key stays in /.well-known/jwks.json, so
+JWTs signed before the rotation keep verifying until they expire; the key before that is
+dropped. A running service picks the new key up on SIGHUP.
+
+Example:
+  idbot admin rotate-jwt --data-dir /var/lib/idbot && systemctl reload idbot
+`;
+
+async function rotateJwt(argv: string[]): Promise<number> {
+  const args = parseCommand(argv, { "data-dir": { type: "string" } }, ROTATE_JWT_USAGE);
+  if (!args) return 0;
+  const dataDir = required(args.values["data-dir"], "--data-dir");
+  const { openSqliteStore } = await import("../server/store/sqlite.ts");
+  const { Authorities, createAuthorityRecord } = await import("../server/ca/authorities.ts");
+  const store = openSqliteStore(dataDir);
+  try {
+    const before = new Authorities(
+      await store.loadOrCreateCAs((name) => createAuthorityRecord(name, "idbot")),
+    );
+    const next = createAuthorityRecord("jwt", "idbot");
+    await store.rotateCA("jwt", next);
+    await store.appendAudit([
+      {
+        type: "ca.rotated",
+        time: new Date().toISOString(),
+        data: { ca: "jwt", previous_kid: before.jwt.kid, kid: next.publicMaterial },
+      },
+    ]);
+    say(
+      `JWT signing key rotated: new kid ${next.publicMaterial}, previous kid ${before.jwt.kid} stays published; send SIGHUP to the service`,
+    );
+    process.stdout.write(`${next.publicMaterial}\n`);
     return 0;
   } finally {
     await store.close();

@@ -22,10 +22,20 @@ Example:
   idbot explain --resources /etc/idbot --token github-deploy --id-token token.jwt --at 2026-11-23T14:05:00Z
 `;
 
-function parseAt(text: string): Date {
-  const d = /^\d+$/.test(text) ? new Date(Number(text) * 1000) : new Date(text);
-  if (Number.isNaN(d.getTime())) throw new CliError(`--at "${text}" is not an RFC 3339 time or Unix seconds`);
-  return d;
+/** Strict RFC 3339 (with a zone) or Unix seconds; Date's lenient parser would accept
+ *  "2026-02-30" as March 2 and quietly evaluate the wrong moment. */
+export function parseAt(text: string): Date {
+  if (/^\d{1,12}$/.test(text)) return new Date(Number(text) * 1000);
+  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
+  const bad = () =>
+    new CliError(
+      `--at "${text}" is not an RFC 3339 time or Unix seconds (for example 2026-11-23T14:05:00Z or 1795442700)`,
+    );
+  if (!m) throw bad();
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth || h > 23 || mi > 59 || s > 60) throw bad();
+  return new Date(text);
 }
 
 export async function explainCommand(argv: string[]): Promise<number> {

@@ -113,7 +113,10 @@ export function parseCommonInputs(get: GetInput): CommonInputs {
     if (!outputs.includes(output)) return text(get, input);
     const v = text(get, input);
     if (v === undefined) {
-      throw new InputError(input, `is required by the ${output} output, for example:\n\n  with:\n    outputs: ${outputs.join(",")}\n    ${input}: ${example}`);
+      throw new InputError(
+        input,
+        `is required by the ${output} output, for example:\n\n  with:\n    outputs: ${outputs.join(",")}\n    ${input}: ${example}`,
+      );
     }
     return v;
   };
@@ -139,7 +142,10 @@ export function parseCommonInputs(get: GetInput): CommonInputs {
     ttlSeconds: ttl,
     sshHosts: list(get, "ssh-hosts"),
     kubernetesCluster,
-    database: dbService && dbUser ? { service: dbService, user: dbUser, name: text(get, "database-name") } : undefined,
+    database:
+      dbService && dbUser
+        ? { service: dbService, user: dbUser, name: text(get, "database-name") }
+        : undefined,
     spiffePath: text(get, "spiffe-path"),
     jwtAudiences: jwtAudience ? list(get, "jwt-audience") : undefined,
     policy: {

@@ -7,8 +7,8 @@ import type { JoinMethodName, JoinResponse, OutputType } from "../protocol/join.
 import { createPrivateDir, writeFilesExclusive } from "./files.ts";
 import { joinWithRetries, type RetryPolicy } from "./join.ts";
 import { generateClientKeys, privateKeyLines } from "./keys.ts";
-import { identityOutput } from "./outputs/identity.ts";
 import { databaseOutput } from "./outputs/database.ts";
+import { identityOutput } from "./outputs/identity.ts";
 import { kubernetesOutput } from "./outputs/kubernetes.ts";
 import type { OutputInput, OutputPlan, SummaryRow } from "./outputs/output.ts";
 import { jwtOutput, spiffeX509Output } from "./outputs/spiffe.ts";
@@ -105,7 +105,14 @@ export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<Joi
     throw e;
   }
   const abs = (rel: string) => (rel === "" ? dir : join(dir, rel));
-  const result: JoinResult = { dir, response, outputs: {}, env: {}, files: Object.values(written), summary: [] };
+  const result: JoinResult = {
+    dir,
+    response,
+    outputs: {},
+    env: {},
+    files: Object.values(written),
+    summary: [],
+  };
   for (const p of plans) {
     for (const s of p.secrets ?? []) deps.onSecret?.(s);
     for (const [k, v] of Object.entries(p.outputs)) result.outputs[k] = abs(v);

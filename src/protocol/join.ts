@@ -21,40 +21,43 @@ const pem = (label: string) =>
     .max(8192)
     .refine((s) => s.includes(`-----BEGIN ${label}-----`), { message: `expected a PEM ${label}` });
 
-export const JoinRequestSchema = z.strictObject({
-  token: z.string().min(1).max(256),
-  join_method: z.enum(JOIN_METHODS),
-  id_token: z.string().min(1).max(16384),
-  public_keys: z.strictObject({
-    /** OpenSSH public key line (ssh-ed25519 ...). */
-    ssh: z.string().min(1).max(4096),
-    /** SPKI PEM of the TLS key (ECDSA P-256). */
-    tls: pem("PUBLIC KEY"),
-  }),
-  outputs: z.array(z.enum(OUTPUT_TYPES)).min(1).max(16).default(["identity", "ssh"]),
-  /** Requested certificate lifetime in seconds; capped by the roles' max_ttl. */
-  ttl: z.number().int().positive().max(MAX_TTL_SECONDS).optional(),
-  kubernetes: z.strictObject({ cluster: z.string().min(1).max(128) }).optional(),
-  database: z
-    .strictObject({
-      service: z.string().min(1).max(128),
-      user: z.string().min(1).max(63),
-      name: z.string().min(1).max(63).optional(),
-    })
-    .optional(),
-  spiffe: z.strictObject({ path: z.string().min(1).max(2048).optional() }).optional(),
-  jwt: z.strictObject({ audiences: z.array(z.string().min(1).max(512)).min(1).max(16) }).optional(),
-}).superRefine((r, ctx) => {
-  // Each output that needs parameters must carry them, named as the client sends them.
-  const need: Array<[OutputType, keyof typeof r, string]> = [
-    ["kubernetes", "kubernetes", "the kubernetes output needs kubernetes.cluster"],
-    ["database", "database", "the database output needs database.service and database.user"],
-    ["jwt", "jwt", "the jwt output needs jwt.audiences"],
-  ];
-  for (const [output, field, message] of need) {
-    if (r.outputs.includes(output) && r[field] === undefined) ctx.addIssue({ code: "custom", path: [field], message });
-  }
-});
+export const JoinRequestSchema = z
+  .strictObject({
+    token: z.string().min(1).max(256),
+    join_method: z.enum(JOIN_METHODS),
+    id_token: z.string().min(1).max(16384),
+    public_keys: z.strictObject({
+      /** OpenSSH public key line (ssh-ed25519 ...). */
+      ssh: z.string().min(1).max(4096),
+      /** SPKI PEM of the TLS key (ECDSA P-256). */
+      tls: pem("PUBLIC KEY"),
+    }),
+    outputs: z.array(z.enum(OUTPUT_TYPES)).min(1).max(16).default(["identity", "ssh"]),
+    /** Requested certificate lifetime in seconds; capped by the roles' max_ttl. */
+    ttl: z.number().int().positive().max(MAX_TTL_SECONDS).optional(),
+    kubernetes: z.strictObject({ cluster: z.string().min(1).max(128) }).optional(),
+    database: z
+      .strictObject({
+        service: z.string().min(1).max(128),
+        user: z.string().min(1).max(63),
+        name: z.string().min(1).max(63).optional(),
+      })
+      .optional(),
+    spiffe: z.strictObject({ path: z.string().min(1).max(2048).optional() }).optional(),
+    jwt: z.strictObject({ audiences: z.array(z.string().min(1).max(512)).min(1).max(16) }).optional(),
+  })
+  .superRefine((r, ctx) => {
+    // Each output that needs parameters must carry them, named as the client sends them.
+    const need: Array<[OutputType, keyof typeof r, string]> = [
+      ["kubernetes", "kubernetes", "the kubernetes output needs kubernetes.cluster"],
+      ["database", "database", "the database output needs database.service and database.user"],
+      ["jwt", "jwt", "the jwt output needs jwt.audiences"],
+    ];
+    for (const [output, field, message] of need) {
+      if (r.outputs.includes(output) && r[field] === undefined)
+        ctx.addIssue({ code: "custom", path: [field], message });
+    }
+  });
 export type JoinRequest = z.input<typeof JoinRequestSchema>;
 export type JoinRequestParsed = z.output<typeof JoinRequestSchema>;
 

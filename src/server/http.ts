@@ -40,22 +40,16 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
 
 function readBody(req: IncomingMessage): Promise<Buffer | "too_large"> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers["content-length"] ?? 0);
-    if (declared > MAX_BODY_BYTES) {
+    if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) {
       resolve("too_large");
-      req.resume();
       return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        resolve("too_large");
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
+      if (size <= MAX_BODY_BYTES) chunks.push(c);
+      else if (size - c.length <= MAX_BODY_BYTES) resolve("too_large"); // stop buffering, answer at once
     });
     req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);

@@ -93,7 +93,10 @@ async function joinUnaudited(
   const set = ctx.resources();
   const token = set.tokens.get(req.token);
   if (!token) {
-    throw denied(`join token "${req.token}" does not exist`, 'Check the "token" input against the service\'s token resources.');
+    throw denied(
+      `join token "${req.token}" does not exist`,
+      'Check the "token" input against the service\'s token resources.',
+    );
   }
   if (token.spec.join_method !== req.join_method) {
     throw denied(
@@ -114,11 +117,17 @@ async function joinUnaudited(
   // denial never leaves a certificate behind.
   const logins = sshLogins(grants, tctx);
   if (wants("ssh") && logins.length === 0) {
-    throw denied(`bot "${botName}" has no SSH logins`, `Add "logins: [...]" to one of the roles of bot "${botName}" (${grants.roles.map((r) => r.metadata.name).join(", ")}).`);
+    throw denied(
+      `bot "${botName}" has no SSH logins`,
+      `Add "logins: [...]" to one of the roles of bot "${botName}" (${grants.roles.map((r) => r.metadata.name).join(", ")}).`,
+    );
   }
-  const kube = wants("kubernetes") ? authorizeKubernetes(grants, set, req.kubernetes!.cluster, tctx) : undefined;
+  const kube = wants("kubernetes")
+    ? authorizeKubernetes(grants, set, req.kubernetes!.cluster, tctx)
+    : undefined;
   const db = wants("database") ? authorizeDatabase(grants, set, req.database!) : undefined;
-  const spiffe = wants("spiffe-x509") || wants("jwt") ? authorizeSpiffe(grants, req.spiffe?.path, tctx) : undefined;
+  const spiffe =
+    wants("spiffe-x509") || wants("jwt") ? authorizeSpiffe(grants, req.spiffe?.path, tctx) : undefined;
   const jwtAudiences = wants("jwt") ? authorizeJwtAudiences(grants, req.jwt!.audiences) : undefined;
 
   const { ttl, capped } = effectiveTtl(req.ttl, grants);
@@ -131,8 +140,23 @@ async function joinUnaudited(
   const instanceId = randomUUID();
   const events: AuditEvent[] = [];
   const issued = (kind: string, data: Record<string, unknown>) =>
-    events.push({ ...base, type: "cert.issued", botName, instanceId, data: { kind, ...data, expires_at: expiresIso } });
-  const x509 = (issuer: typeof ctx.authorities.tls, opts: { commonName: string; organizations?: string[]; uris?: string[]; dnsNames?: string[]; ipAddresses?: string[] }) =>
+    events.push({
+      ...base,
+      type: "cert.issued",
+      botName,
+      instanceId,
+      data: { kind, ...data, expires_at: expiresIso },
+    });
+  const x509 = (
+    issuer: typeof ctx.authorities.tls,
+    opts: {
+      commonName: string;
+      organizations?: string[];
+      uris?: string[];
+      dnsNames?: string[];
+      ipAddresses?: string[];
+    },
+  ) =>
     issuer.issue({ publicKey: tlsKey, notBefore, notAfter: expiresAt, extKeyUsage: ["clientAuth"], ...opts });
 
   const response: JoinResponse = {
@@ -146,7 +170,14 @@ async function joinUnaudited(
   if (logins.length > 0) {
     const keyId = `bot=${botName},${attestation.subject},instance=${instanceId}`;
     response.ssh = {
-      certificate: ctx.authorities.sshUser.sign({ publicKey: sshKey, certType: "user", keyId, principals: logins, validAfter, validBefore }),
+      certificate: ctx.authorities.sshUser.sign({
+        publicKey: sshKey,
+        certType: "user",
+        keyId,
+        principals: logins,
+        validAfter,
+        validBefore,
+      }),
       principals: logins,
       user_ca: ctx.authorities.sshUserCaLine,
       host_ca: ctx.authorities.sshHostCaLine,
@@ -167,7 +198,12 @@ async function joinUnaudited(
       user: kube.user,
       groups: kube.groups,
     };
-    issued("kubernetes", { serial: cert.serialHex, cluster: kube.cluster.metadata.name, user: kube.user, groups: kube.groups });
+    issued("kubernetes", {
+      serial: cert.serialHex,
+      cluster: kube.cluster.metadata.name,
+      user: kube.user,
+      groups: kube.groups,
+    });
   }
   if (db) {
     const cert = x509(ctx.authorities.tls, { commonName: db.user });
@@ -192,18 +228,40 @@ async function joinUnaudited(
       dnsNames: spiffe.dnsSans,
       ipAddresses: spiffe.ipSans,
     });
-    response.spiffe = { spiffe_id: spiffeId!, certificate: cert.pem, bundle: ctx.authorities.spiffe.caCertPem };
+    response.spiffe = {
+      spiffe_id: spiffeId!,
+      certificate: cert.pem,
+      bundle: ctx.authorities.spiffe.caCertPem,
+    };
     issued("spiffe_x509", { serial: cert.serialHex, spiffe_id: spiffeId });
   }
   if (jwtAudiences) {
     const token = await ctx.authorities.jwt.sign(
-      { ...jwtClaims(attestation.claims), bot_name: botName, bot_instance_id: instanceId, join_method: req.join_method },
-      { issuer: ctx.publicUrl, subject: spiffeId!, audience: jwtAudiences, issuedAt: nowS, expiresAt: validBefore, jti: randomUUID() },
+      {
+        ...jwtClaims(attestation.claims),
+        bot_name: botName,
+        bot_instance_id: instanceId,
+        join_method: req.join_method,
+      },
+      {
+        issuer: ctx.publicUrl,
+        subject: spiffeId!,
+        audience: jwtAudiences,
+        issuedAt: nowS,
+        expiresAt: validBefore,
+        jti: randomUUID(),
+      },
     );
     response.jwt = { token, spiffe_id: spiffeId!, audiences: jwtAudiences };
     issued("jwt_svid", { spiffe_id: spiffeId, audiences: jwtAudiences, kid: ctx.authorities.jwt.kid });
   }
-  events.unshift({ ...base, type: "join.success", botName, instanceId, data: { claims: attestation.claims, ttl_seconds: ttl, outputs: req.outputs } });
+  events.unshift({
+    ...base,
+    type: "join.success",
+    botName,
+    instanceId,
+    data: { claims: attestation.claims, ttl_seconds: ttl, outputs: req.outputs },
+  });
 
   const result = await ctx.store.commitJoin({
     replay: { issuer: attestation.issuer, jti: attestation.jti, expiresAt: attestation.expiresAt + 120 },
@@ -233,7 +291,8 @@ async function joinUnaudited(
  *  and token ids are replaced by idbot's own. */
 function jwtClaims(claims: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(claims)) if (!["iss", "aud", "sub", "jti", "exp", "iat", "nbf"].includes(k)) out[k] = v;
+  for (const [k, v] of Object.entries(claims))
+    if (!["iss", "aud", "sub", "jti", "exp", "iat", "nbf"].includes(k)) out[k] = v;
   return out;
 }
 

@@ -71,7 +71,9 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     let publicUrl = opts.publicUrl ? normalizeServiceUrl(opts.publicUrl) : "";
     let trustDomain = opts.trustDomain ?? (publicUrl ? new URL(publicUrl).hostname : "");
     if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) {
-      throw new ServeError(`--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`);
+      throw new ServeError(
+        `--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`,
+      );
     }
     const handler = createHandler({
       store,
@@ -129,7 +131,9 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       async reload() {
         const next = loadResources(opts.resourcesPath);
         // Signing keys too, so a rotation done with `idbot admin rotate-jwt` takes effect.
-        authorities = new Authorities(await store.loadOrCreateCAs((name) => createAuthorityRecord(name, publicUrl)));
+        authorities = new Authorities(
+          await store.loadOrCreateCAs((name) => createAuthorityRecord(name, publicUrl)),
+        );
         resources = next;
         logger.log("info", "resources reloaded", {
           roles: next.roles.size,

@@ -48,7 +48,11 @@ function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-async function runMain(inputs: Record<string, string>, env: Record<string, string | undefined> = {}, runnerTemp = tempDir("idbot-rt-")) {
+async function runMain(
+  inputs: Record<string, string>,
+  env: Record<string, string | undefined> = {},
+  runnerTemp = tempDir("idbot-rt-"),
+) {
   const run = await runActionStep(MAIN, {
     inputs: { server: world.service.url, token: "github-deploy", ...inputs },
     env: {
@@ -63,11 +67,16 @@ async function runMain(inputs: Record<string, string>, env: Record<string, strin
 }
 
 function failure(run: ActionRun): string {
-  return run.annotations.filter((a) => a.level === "error").map((a) => a.message).join("\n");
+  return run.annotations
+    .filter((a) => a.level === "error")
+    .map((a) => a.message)
+    .join("\n");
 }
 
 before(async () => {
-  world = await startWorld({ resources: (host) => githubResources(host, extraResources.replace("HOST", host)) });
+  world = await startWorld({
+    resources: (host) => githubResources(host, extraResources.replace("HOST", host)),
+  });
   const ok = await ensureOpenSSHServer();
   if ("skip" in ok) {
     sshSkip = ok.skip;
@@ -77,8 +86,15 @@ before(async () => {
   const dir = tempDir("idbot-sshd-");
   await execFileP("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")]);
   await execFileP(process.execPath, [
-    IDBOT, "admin", "sign-host", "--data-dir", world.service.dataDir, "--host-key", join(dir, "host_key.pub"),
-    "--principals", "127.0.0.1,localhost",
+    IDBOT,
+    "admin",
+    "sign-host",
+    "--data-dir",
+    world.service.dataDir,
+    "--host-key",
+    join(dir, "host_key.pub"),
+    "--principals",
+    "127.0.0.1,localhost",
   ]);
   const userCa = await fetchText(`${world.service.url}/v1/ca/ssh-user`);
   const { writeFileSync } = await import("node:fs");
@@ -118,7 +134,17 @@ describe("the Action's main and post steps", () => {
     assert.ok(dir.startsWith(runnerTemp), "the identity lives under RUNNER_TEMP");
     assert.equal(statSync(dir).mode & 0o777, 0o700);
     const id = run.outputs["identity-dir"]!;
-    for (const name of ["key", "key.pub", "key-cert.pub", "tlscert", "tlskey", "tls-ca.pem", "ssh-user-ca.pub", "known_hosts", "ssh_config"]) {
+    for (const name of [
+      "key",
+      "key.pub",
+      "key-cert.pub",
+      "tlscert",
+      "tlskey",
+      "tls-ca.pem",
+      "ssh-user-ca.pub",
+      "known_hosts",
+      "ssh_config",
+    ]) {
       const st = lstatSync(join(id, name));
       assert.ok(st.isFile(), name);
       assert.equal(st.mode & 0o777, 0o600, `${name} is 0600`);
@@ -145,13 +171,37 @@ describe("the Action's main and post steps", () => {
     assert.match(cert.stdout, new RegExp(`\\n\\s+${LOGIN}\\n`));
     assert.match(cert.stdout, /Key ID: "bot=deploy,repository=acme\/app,run_id=/);
 
-    const v = await execFileP("openssl", ["verify", "-CAfile", join(id, "tls-ca.pem"), "-purpose", "sslclient", join(id, "tlscert")]);
+    const v = await execFileP("openssl", [
+      "verify",
+      "-CAfile",
+      join(id, "tls-ca.pem"),
+      "-purpose",
+      "sslclient",
+      join(id, "tlscert"),
+    ]);
     assert.match(v.stdout, /: OK/);
-    const subj = await execFileP("openssl", ["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", join(id, "tlscert")]);
+    const subj = await execFileP("openssl", [
+      "x509",
+      "-noout",
+      "-subject",
+      "-nameopt",
+      "RFC2253",
+      "-in",
+      join(id, "tlscert"),
+    ]);
     assert.equal(subj.stdout.trim(), "subject=CN=deploy");
 
     await t.test("ssh -F ssh_config logs into the real sshd", { skip: sshSkip }, async () => {
-      const r = await execFileP("ssh", ["-F", run.outputs["ssh-config"]!, "-p", String(sshd!.port), `${LOGIN}@127.0.0.1`, "echo", "idbot-ok", "$(whoami)"]);
+      const r = await execFileP("ssh", [
+        "-F",
+        run.outputs["ssh-config"]!,
+        "-p",
+        String(sshd!.port),
+        `${LOGIN}@127.0.0.1`,
+        "echo",
+        "idbot-ok",
+        "$(whoami)",
+      ]);
       assert.equal(r.stdout.trim(), `idbot-ok ${LOGIN}`);
     });
 
@@ -165,7 +215,14 @@ describe("the Action's main and post steps", () => {
     const { run } = await runMain({ token: "github-other" });
     assert.equal(run.code, 0, run.stdout);
     await assert.rejects(
-      execFileP("ssh", ["-F", run.outputs["ssh-config"]!, "-p", String(sshd!.port), `${LOGIN}@127.0.0.1`, "true"]),
+      execFileP("ssh", [
+        "-F",
+        run.outputs["ssh-config"]!,
+        "-p",
+        String(sshd!.port),
+        `${LOGIN}@127.0.0.1`,
+        "true",
+      ]),
       (e: Error & { stderr?: string }) => /Permission denied/.test(e.stderr ?? ""),
     );
   });
@@ -189,7 +246,11 @@ describe("the Action's main and post steps", () => {
     await runActionStep(POST, { state: run.state, runnerTemp });
     assert.ok(existsSync(run.state["identity-dir"]!));
     const second = await runMain({});
-    const post = await runActionStep(POST, { state: second.run.state, runnerTemp: second.runnerTemp, env: { IDBOT_SKIP_CLEANUP: "true" } });
+    const post = await runActionStep(POST, {
+      state: second.run.state,
+      runnerTemp: second.runnerTemp,
+      env: { IDBOT_SKIP_CLEANUP: "true" },
+    });
     assert.equal(post.code, 0);
     assert.ok(existsSync(second.run.state["identity-dir"]!));
   });
@@ -209,7 +270,10 @@ describe("the Action's main and post steps", () => {
     const { run } = await runMain({ "ssh-hosts": "*.example.com, 10.0.0.*" });
     assert.equal(run.code, 0);
     assert.match(readFileSync(run.outputs["ssh-config"]!, "utf8"), /^Host \*\.example\.com 10\.0\.0\.\*$/m);
-    assert.match(readFileSync(run.outputs["known-hosts"]!, "utf8"), /^@cert-authority \*\.example\.com,10\.0\.0\.\* ssh-ed25519 /);
+    assert.match(
+      readFileSync(run.outputs["known-hosts"]!, "utf8"),
+      /^@cert-authority \*\.example\.com,10\.0\.0\.\* ssh-ed25519 /,
+    );
   });
 
   test("warns when the Action is referenced by a branch", async () => {
@@ -223,7 +287,10 @@ describe("the Action's main and post steps", () => {
 describe("the Action refuses bad input with a clear error and writes nothing", () => {
   test("missing id-token permission fails at once, without retries", async () => {
     const before = world.github.requests.idToken;
-    const { run, runnerTemp } = await runMain({ retries: "5" }, { ACTIONS_ID_TOKEN_REQUEST_URL: undefined, ACTIONS_ID_TOKEN_REQUEST_TOKEN: undefined });
+    const { run, runnerTemp } = await runMain(
+      { retries: "5" },
+      { ACTIONS_ID_TOKEN_REQUEST_URL: undefined, ACTIONS_ID_TOKEN_REQUEST_TOKEN: undefined },
+    );
     assert.equal(run.code, 1);
     const msg = failure(run);
     assert.match(msg, /id-token: write/);
@@ -237,7 +304,10 @@ describe("the Action refuses bad input with a clear error and writes nothing", (
   test("a wrong audience is denied with the audience named", async () => {
     const { run, runnerTemp } = await runMain({ audience: "https://not-idbot.example.com" });
     assert.equal(run.code, 1);
-    assert.match(failure(run), /refused the join: the ID token's audience "https:\/\/not-idbot.example.com" is not/);
+    assert.match(
+      failure(run),
+      /refused the join: the ID token's audience "https:\/\/not-idbot.example.com" is not/,
+    );
     assert.deepEqual(readdirSync(runnerTemp), []);
   });
 
@@ -247,7 +317,10 @@ describe("the Action refuses bad input with a clear error and writes nothing", (
       const { run, runnerTemp } = await runMain({});
       assert.equal(run.code, 1);
       const msg = failure(run);
-      assert.match(msg, /no allow rule of join token "github-deploy" matches this job \(rule 1 differs in repository; rule 2 differs in repository, environment\)/);
+      assert.match(
+        msg,
+        /no allow rule of join token "github-deploy" matches this job \(rule 1 differs in repository; rule 2 differs in repository, environment\)/,
+      );
       assert.doesNotMatch(msg, /acme\/tools/, "the operator's expected values are not shown to the job");
       assert.match(run.stdout, /"repository":"acme\/other"/, "the job's own claims are logged");
       assert.deepEqual(readdirSync(runnerTemp), []);
@@ -275,7 +348,11 @@ describe("the Action refuses bad input with a clear error and writes nothing", (
     await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
     const port = (closed.address() as AddressInfo).port;
     await new Promise<void>((r) => closed.close(() => r()));
-    const { run, runnerTemp } = await runMain({ server: `http://127.0.0.1:${port}`, retries: "20", deadline: "3s" });
+    const { run, runnerTemp } = await runMain({
+      server: `http://127.0.0.1:${port}`,
+      retries: "20",
+      deadline: "3s",
+    });
     assert.equal(run.code, 1);
     assert.match(failure(run), /deadline passed|failed after/);
     assert.match(failure(run), /ECONNREFUSED/);
@@ -300,10 +377,13 @@ describe("the Action refuses bad input with a clear error and writes nothing", (
           res.end(JSON.stringify({ error: { code: "unavailable", message: "try later" } }));
           return;
         }
-        const fwd = request({ host: target.hostname, port: target.port, path: req.url, method: "POST", headers: req.headers }, (up) => {
-          res.writeHead(up.statusCode ?? 502, up.headers);
-          up.pipe(res);
-        });
+        const fwd = request(
+          { host: target.hostname, port: target.port, path: req.url, method: "POST", headers: req.headers },
+          (up) => {
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            up.pipe(res);
+          },
+        );
         fwd.end(body);
       });
     });

@@ -32,7 +32,17 @@ export async function startService(opts: {
   writeFileSync(resourcesFile, opts.resources);
   const proc = spawn(
     process.execPath,
-    [IDBOT, "serve", "--data-dir", dataDir, "--listen", opts.listen ?? "127.0.0.1:0", "--resources", resourcesFile, ...(opts.args ?? [])],
+    [
+      IDBOT,
+      "serve",
+      "--data-dir",
+      dataDir,
+      "--listen",
+      opts.listen ?? "127.0.0.1:0",
+      "--resources",
+      resourcesFile,
+      ...(opts.args ?? []),
+    ],
     { env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";

@@ -47,7 +47,9 @@ spec:
 ${extra}`;
 }
 
-export async function startWorld(opts: { resources?: (host: string) => string; serviceArgs?: string[] } = {}): Promise<World> {
+export async function startWorld(
+  opts: { resources?: (host: string) => string; serviceArgs?: string[] } = {},
+): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), "idbot-world-"));
   const ca = await createTestTlsCA(join(dir, "ca"));
   const github = await startFakeGitHub({ tlsCertFile: ca.serverCertFile, tlsKeyFile: ca.serverKeyFile });

@@ -21,8 +21,18 @@ export function databaseOutput({ dir, response, keys }: OutputInput): OutputPlan
       { path: "database/tls.key", contents: keys.tlsPrivatePem },
       { path: "database/ca.crt", contents: d.ca },
     ],
-    outputs: { "database-cert": "database/tls.crt", "database-key": "database/tls.key", "database-ca": "database/ca.crt" },
+    outputs: {
+      "database-cert": "database/tls.crt",
+      "database-key": "database/tls.key",
+      "database-ca": "database/ca.crt",
+    },
     values: { "database-url": url },
-    summary: [{ type: `Database (${d.service})`, identity: `user ${d.user}, database ${d.name}`, path: "database/tls.crt" }],
+    summary: [
+      {
+        type: `Database (${d.service})`,
+        identity: `user ${d.user}, database ${d.name}`,
+        path: "database/tls.crt",
+      },
+    ],
   };
 }

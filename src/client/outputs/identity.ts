@@ -29,7 +29,15 @@ export function identityOutput({ response, keys }: OutputInput): OutputPlan {
     },
     env: { IDBOT_IDENTITY_DIR: IDENTITY_DIR },
     summary: [
-      ...(response.ssh ? [{ type: "SSH user certificate", identity: response.ssh.principals.join(", "), path: f("key-cert.pub") }] : []),
+      ...(response.ssh
+        ? [
+            {
+              type: "SSH user certificate",
+              identity: response.ssh.principals.join(", "),
+              path: f("key-cert.pub"),
+            },
+          ]
+        : []),
       { type: "TLS client certificate", identity: `CN=${response.bot_name}`, path: f("tlscert") },
     ],
   };

@@ -12,7 +12,7 @@ export function kubernetesOutput({ response, keys }: OutputInput): OutputPlan {
   const keyData = b64(keys.tlsPrivatePem);
   const user = `idbot-${response.bot_name}`;
   const kubeconfig = [
-    "# Written by idbot. Expires at " + response.expires_at,
+    `# Written by idbot. Expires at ${response.expires_at}`,
     "apiVersion: v1",
     "kind: Config",
     "clusters:",

@@ -22,7 +22,13 @@ export function jwtOutput({ response }: OutputInput): OutputPlan {
   return {
     files: [{ path: "spiffe/jwt_svid.token", contents: j.token }],
     outputs: { "jwt-svid-file": "spiffe/jwt_svid.token" },
-    summary: [{ type: `JWT-SVID (aud ${j.audiences.join(", ")})`, identity: j.spiffe_id, path: "spiffe/jwt_svid.token" }],
+    summary: [
+      {
+        type: `JWT-SVID (aud ${j.audiences.join(", ")})`,
+        identity: j.spiffe_id,
+        path: "spiffe/jwt_svid.token",
+      },
+    ],
     secrets: [j.token],
   };
 }

@@ -37,6 +37,8 @@ export function sshOutput({ dir, response, sshHosts }: OutputInput): OutputPlan 
       { path: `${IDENTITY_DIR}/ssh_config`, contents: config },
     ],
     outputs: { "ssh-config": `${IDENTITY_DIR}/ssh_config`, "known-hosts": `${IDENTITY_DIR}/known_hosts` },
-    summary: [{ type: "ssh_config", identity: `Host ${patterns.join(" ")}`, path: `${IDENTITY_DIR}/ssh_config` }],
+    summary: [
+      { type: "ssh_config", identity: `Host ${patterns.join(" ")}`, path: `${IDENTITY_DIR}/ssh_config` },
+    ],
   };
 }

@@ -26,7 +26,12 @@ export function createAuthorityRecord(name: CAName, clusterName: string, now = n
   };
   const sshCa = (comment: string) => {
     const key = generateKeyPairSync("ed25519").privateKey;
-    return { name, privateKeyPem: pem(key), publicMaterial: new SshCertificateAuthority(key).publicKeyLine(comment), createdAt };
+    return {
+      name,
+      privateKeyPem: pem(key),
+      publicMaterial: new SshCertificateAuthority(key).publicKeyLine(comment),
+      createdAt,
+    };
   };
   switch (name) {
     case "tls":
@@ -62,7 +67,10 @@ export class Authorities {
     this.sshHost = new SshCertificateAuthority(createPrivateKey(get("ssh_host").privateKeyPem));
     const spiffe = get("spiffe");
     this.spiffe = new X509Issuer(createPrivateKey(spiffe.privateKeyPem), spiffe.publicMaterial);
-    const jwtKey = (r: CAKeyRecord) => ({ kid: r.publicMaterial, privateKey: createPrivateKey(r.privateKeyPem) });
+    const jwtKey = (r: CAKeyRecord) => ({
+      kid: r.publicMaterial,
+      privateKey: createPrivateKey(r.privateKeyPem),
+    });
     const previous = records.find((x) => x.name === "jwt_previous");
     this.jwt = new JwtIssuer(jwtKey(get("jwt")), previous ? jwtKey(previous) : undefined);
   }

@@ -35,7 +35,17 @@ export class JwtIssuer {
     return this.jwksBody;
   }
 
-  async sign(claims: Record<string, unknown>, opts: { issuer: string; subject: string; audience: string[]; expiresAt: number; issuedAt: number; jti: string }): Promise<string> {
+  async sign(
+    claims: Record<string, unknown>,
+    opts: {
+      issuer: string;
+      subject: string;
+      audience: string[];
+      expiresAt: number;
+      issuedAt: number;
+      jti: string;
+    },
+  ): Promise<string> {
     return new SignJWT(claims)
       .setProtectedHeader({ alg: JWT_ALG, kid: this.current.kid, typ: "JWT" })
       .setIssuer(opts.issuer)

@@ -25,7 +25,9 @@ export class JwksCache {
     if (!ks) {
       ks = jose.createRemoteJWKSet(new URL(url), {
         timeoutDuration: 5000,
-        cooldownDuration: 30_000,
+        // An unknown kid refetches at most once a second: a rotated issuer key is
+        // picked up at once, and random kids cannot hammer the issuer.
+        cooldownDuration: 1_000,
         cacheMaxAge: 10 * 60_000,
         headers: { "user-agent": "idbot" },
       });
@@ -77,6 +79,14 @@ export async function verifyIdToken(token: string, opts: VerifyOptions): Promise
       currentDate: opts.now,
       requiredClaims: ["exp", "iat", ...(opts.requiredClaims ?? [])],
     });
+    // jose checks iat only together with maxTokenAge; a token from the future is refused here.
+    const nowS = Math.floor((opts.now ?? new Date()).getTime() / 1000);
+    if (typeof payload.iat === "number" && payload.iat > nowS + CLOCK_LEEWAY_SECONDS) {
+      throw denied(
+        "the ID token's issue time (iat) is in the future",
+        "Check the clocks of the runner and the service.",
+      );
+    }
     return payload;
   } catch (e) {
     throw mapJoseError(e, token, opts);

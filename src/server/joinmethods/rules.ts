@@ -23,16 +23,30 @@ function claimText(v: unknown): string | undefined {
   return JSON.stringify(v);
 }
 
-/** `*` matches any run of characters, `?` exactly one; everything else is literal. */
+/** `*` matches any run of characters, `?` exactly one; everything else is literal.
+ *  Greedy matching with one backtrack point: O(pattern × value) at worst, never the
+ *  exponential backtracking of a regular expression, since values come from the job. */
 export function globMatch(pattern: string, value: string): boolean {
-  const re = new RegExp(
-    `^${pattern
-      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-      .replace(/\*/g, ".*")
-      .replace(/\?/g, ".")}$`,
-    "s",
-  );
-  return re.test(value);
+  let p = 0;
+  let v = 0;
+  let star = -1;
+  let mark = 0;
+  while (v < value.length) {
+    if (p < pattern.length && (pattern[p] === "?" || (pattern[p] !== "*" && pattern[p] === value[v]))) {
+      p++;
+      v++;
+    } else if (p < pattern.length && pattern[p] === "*") {
+      star = p++;
+      mark = v;
+    } else if (star >= 0) {
+      p = star + 1;
+      v = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.length && pattern[p] === "*") p++;
+  return p === pattern.length;
 }
 
 export function evaluateRules(

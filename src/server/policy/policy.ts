@@ -19,22 +19,31 @@ export function grantsFor(set: ResourceSet, botName: string): BotGrants {
   if (!bot) throw new Error(`bot "${botName}" is not declared`);
   const roles = bot.spec.roles.map((r) => set.roles.get(r)).filter((r): r is RoleResource => r !== undefined);
   let maxTtlSeconds = MAX_TTL_SECONDS;
-  for (const r of roles) if (r.spec.max_ttl !== undefined) maxTtlSeconds = Math.min(maxTtlSeconds, r.spec.max_ttl);
+  for (const r of roles)
+    if (r.spec.max_ttl !== undefined) maxTtlSeconds = Math.min(maxTtlSeconds, r.spec.max_ttl);
   return { botName, roles, maxTtlSeconds };
 }
 
-export function effectiveTtl(requested: number | undefined, grants: BotGrants): { ttl: number; capped: boolean } {
+export function effectiveTtl(
+  requested: number | undefined,
+  grants: BotGrants,
+): { ttl: number; capped: boolean } {
   const want = requested ?? DEFAULT_TTL_SECONDS;
-  return want > grants.maxTtlSeconds ? { ttl: grants.maxTtlSeconds, capped: true } : { ttl: want, capped: false };
+  return want > grants.maxTtlSeconds
+    ? { ttl: grants.maxTtlSeconds, capped: true }
+    : { ttl: want, capped: false };
 }
 
 const roleNames = (g: BotGrants) => g.roles.map((r) => r.metadata.name).join(", ");
 const unique = (xs: string[]) => [...new Set(xs)];
-const granted = (patterns: string[], value: string) => patterns.some((p) => p === value || (p.includes("*") && globMatch(p, value)));
+const granted = (patterns: string[], value: string) =>
+  patterns.some((p) => p === value || (p.includes("*") && globMatch(p, value)));
 
 export function sshLogins(g: BotGrants, ctx: TemplateContext): string[] {
   return unique(
-    g.roles.flatMap((r) => r.spec.logins.map((t, i) => expandChecked(t, `${r.metadata.name}.logins[${i}]`, "ssh_principal", ctx))),
+    g.roles.flatMap((r) =>
+      r.spec.logins.map((t, i) => expandChecked(t, `${r.metadata.name}.logins[${i}]`, "ssh_principal", ctx)),
+    ),
   );
 }
 
@@ -44,7 +53,12 @@ export interface KubernetesGrant {
   groups: string[];
 }
 
-export function authorizeKubernetes(g: BotGrants, set: ResourceSet, clusterName: string, ctx: TemplateContext): KubernetesGrant {
+export function authorizeKubernetes(
+  g: BotGrants,
+  set: ResourceSet,
+  clusterName: string,
+  ctx: TemplateContext,
+): KubernetesGrant {
   const allowed = g.roles.flatMap((r) => r.spec.kubernetes_clusters);
   const cluster = set.kubeClusters.get(clusterName);
   if (!granted(allowed, clusterName) || !cluster) {
@@ -55,12 +69,16 @@ export function authorizeKubernetes(g: BotGrants, set: ResourceSet, clusterName:
   }
   const users = unique(
     g.roles.flatMap((r) =>
-      r.spec.kubernetes_users.map((t, i) => expandChecked(t, `${r.metadata.name}.kubernetes_users[${i}]`, "kubernetes_name", ctx)),
+      r.spec.kubernetes_users.map((t, i) =>
+        expandChecked(t, `${r.metadata.name}.kubernetes_users[${i}]`, "kubernetes_name", ctx),
+      ),
     ),
   );
   const groups = unique(
     g.roles.flatMap((r) =>
-      r.spec.kubernetes_groups.map((t, i) => expandChecked(t, `${r.metadata.name}.kubernetes_groups[${i}]`, "kubernetes_name", ctx)),
+      r.spec.kubernetes_groups.map((t, i) =>
+        expandChecked(t, `${r.metadata.name}.kubernetes_groups[${i}]`, "kubernetes_name", ctx),
+      ),
     ),
   );
   if (users.length === 0 && groups.length === 0) {
@@ -84,13 +102,24 @@ export function authorizeDatabase(
   req: { service: string; user: string; name?: string },
 ): DatabaseGrant {
   const database = set.databases.get(req.service);
-  if (!granted(g.roles.flatMap((r) => r.spec.databases), req.service) || !database) {
+  if (
+    !granted(
+      g.roles.flatMap((r) => r.spec.databases),
+      req.service,
+    ) ||
+    !database
+  ) {
     throw denied(
       `database "${req.service}" is not granted to bot "${g.botName}"`,
       `Add "${req.service}" to databases of one of its roles (${roleNames(g)}).`,
     );
   }
-  if (!granted(g.roles.flatMap((r) => r.spec.db_users), req.user)) {
+  if (
+    !granted(
+      g.roles.flatMap((r) => r.spec.db_users),
+      req.user,
+    )
+  ) {
     throw denied(
       `database user "${req.user}" is not granted to bot "${g.botName}"`,
       `Add "${req.user}" to db_users of one of its roles (${roleNames(g)}).`,
@@ -113,7 +142,11 @@ export interface SpiffeGrant {
 }
 
 /** The requested SPIFFE path, or the first one the roles grant. */
-export function authorizeSpiffe(g: BotGrants, requestedPath: string | undefined, ctx: TemplateContext): SpiffeGrant {
+export function authorizeSpiffe(
+  g: BotGrants,
+  requestedPath: string | undefined,
+  ctx: TemplateContext,
+): SpiffeGrant {
   const grants = g.roles.flatMap((r) =>
     r.spec.spiffe.map((s, i) => ({
       path: expandChecked(s.path, `${r.metadata.name}.spiffe[${i}].path`, "spiffe_path", ctx),
@@ -122,7 +155,10 @@ export function authorizeSpiffe(g: BotGrants, requestedPath: string | undefined,
     })),
   );
   if (grants.length === 0) {
-    throw denied(`bot "${g.botName}" has no SPIFFE identity`, `Add spiffe: [{ path: ... }] to one of its roles (${roleNames(g)}).`);
+    throw denied(
+      `bot "${g.botName}" has no SPIFFE identity`,
+      `Add spiffe: [{ path: ... }] to one of its roles (${roleNames(g)}).`,
+    );
   }
   if (requestedPath === undefined) return grants[0]!;
   const match = grants.find((s) => s.path === requestedPath);

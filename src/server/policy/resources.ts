@@ -5,10 +5,10 @@ import { join } from "node:path";
 import { type Document, isMap, isScalar, LineCounter, parseAllDocuments } from "yaml";
 import { z } from "zod";
 import { parseDuration } from "../../protocol/duration.ts";
-import { templateSyntaxError } from "./templates.ts";
 import { MAX_TTL_SECONDS } from "../../protocol/join.ts";
 import { type FieldProblem, fieldProblems, formatPath } from "../../protocol/validation.ts";
 import { GitHubTokenSpecSchema } from "../joinmethods/github.ts";
+import { templateSyntaxError } from "./templates.ts";
 
 const name = z
   .string()
@@ -44,9 +44,9 @@ const list = <T extends z.ZodType>(item: T) => z.array(item).max(256).default([]
 /** A resource name or "*" (any). */
 const nameOrWildcard = z.union([name, z.literal("*")]);
 
-const pemCertificate = z
-  .string()
-  .refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), { message: "expected a PEM certificate (-----BEGIN CERTIFICATE-----)" });
+const pemCertificate = z.string().refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), {
+  message: "expected a PEM certificate (-----BEGIN CERTIFICATE-----)",
+});
 
 export const RoleSpecSchema = z.strictObject({
   /** SSH principals; may use {{ join.<method>.<claim> }} templates. */
@@ -69,7 +69,10 @@ export const RoleSpecSchema = z.strictObject({
 });
 
 export const KubeClusterSpecSchema = z.strictObject({
-  server: z.url({ protocol: /^https$/, error: "server must be an https:// URL of the Kubernetes API server" }),
+  server: z.url({
+    protocol: /^https$/,
+    error: "server must be an https:// URL of the Kubernetes API server",
+  }),
   /** CA that signed the API server's certificate (kubeconfig certificate-authority-data). */
   ca: pemCertificate,
   tls_server_name: z.string().min(1).max(253).optional(),
@@ -158,7 +161,13 @@ export function parseResources(
       const line = err.linePos?.[0]?.line ?? (err.pos ? lc.linePos(err.pos[0]).line : "?");
       errors.push(`${file}:${line}: YAML syntax error: ${err.message.split("\n")[0]}`);
     }
-    if (doc.errors.length > 0 || doc.contents === null) continue;
+    // An empty document (a trailing "---", or only comments) declares nothing.
+    if (
+      doc.errors.length > 0 ||
+      doc.contents === null ||
+      (isScalar(doc.contents) && doc.contents.value === null)
+    )
+      continue;
     const docLine = doc.contents.range ? lc.linePos(doc.contents.range[0]).line : 1;
     const parsed = ResourceSchema.safeParse(doc.toJS({ maxAliasCount: 50 }));
     if (!parsed.success) {
@@ -233,10 +242,7 @@ export function buildResourceSet(all: Resource[], origin = new Map<Resource, str
   const errors: string[] = [];
   const where = (r: Resource) => origin.get(r) ?? `${r.kind}/${r.metadata.name}`;
   for (const r of all) {
-    const map = (r.kind === "role" ? set.roles : r.kind === "bot" ? set.bots : set.tokens) as Map<
-      string,
-      Resource
-    >;
+    const map = maps[r.kind];
     const prev = map.get(r.metadata.name);
     if (prev)
       errors.push(`${where(r)}: ${r.kind} "${r.metadata.name}" is declared twice (first at ${where(prev)})`);
@@ -251,12 +257,16 @@ export function buildResourceSet(all: Resource[], origin = new Map<Resource, str
   for (const role of set.roles.values()) {
     for (const c of role.spec.kubernetes_clusters) {
       if (c !== "*" && !set.kubeClusters.has(c)) {
-        errors.push(`${where(role)}: role "${role.metadata.name}" names kube_cluster "${c}", which is not declared`);
+        errors.push(
+          `${where(role)}: role "${role.metadata.name}" names kube_cluster "${c}", which is not declared`,
+        );
       }
     }
     for (const d of role.spec.databases) {
       if (d !== "*" && !set.databases.has(d)) {
-        errors.push(`${where(role)}: role "${role.metadata.name}" names database "${d}", which is not declared`);
+        errors.push(
+          `${where(role)}: role "${role.metadata.name}" names database "${d}", which is not declared`,
+        );
       }
     }
   }

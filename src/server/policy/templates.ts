@@ -15,7 +15,8 @@ export interface TemplateContext {
 /** Checks a template's syntax at load time; returns an error message or undefined. */
 export function templateSyntaxError(template: string): string | undefined {
   for (const m of template.matchAll(PLACEHOLDER)) {
-    if (!REFERENCE.test(m[1]!)) return `"{{ ${m[1]} }}" is not a template reference (use {{ join.<method>.<claim> }})`;
+    if (!REFERENCE.test(m[1]!))
+      return `"{{ ${m[1]} }}" is not a template reference (use {{ join.<method>.<claim> }})`;
   }
   if (template.replace(PLACEHOLDER, "").includes("{{")) return `unbalanced "{{" in "${template}"`;
   return undefined;
@@ -50,18 +51,35 @@ export type ValueKind = "ssh_principal" | "kubernetes_name" | "spiffe_path" | "n
 
 const VALIDATORS: Record<ValueKind, { test: (v: string) => boolean; what: string }> = {
   // OpenSSH principals: no whitespace, commas or control characters.
-  ssh_principal: { test: (v) => /^[^\s,\p{Cc}]{1,256}$/u.test(v), what: "an SSH principal (no spaces, commas or control characters)" },
-  kubernetes_name: { test: (v) => /^[^\p{Cc}]{1,256}$/u.test(v) && v.trim() === v, what: "a Kubernetes user or group name" },
+  ssh_principal: {
+    test: (v) => /^[^\s,\p{Cc}]{1,256}$/u.test(v),
+    what: "an SSH principal (no spaces, commas or control characters)",
+  },
+  kubernetes_name: {
+    test: (v) => /^[^\p{Cc}]{1,256}$/u.test(v) && v.trim() === v,
+    what: "a Kubernetes user or group name",
+  },
   // SPIFFE ID path: "/" + segments of [A-Za-z0-9._-], no empty, "." or ".." segments.
   spiffe_path: {
-    test: (v) => v.length <= 2048 && /^(\/[A-Za-z0-9._-]+)+$/.test(v) && !v.split("/").some((s) => s === "." || s === ".."),
+    test: (v) =>
+      v.length <= 2048 &&
+      /^(\/[A-Za-z0-9._-]+)+$/.test(v) &&
+      !v.split("/").some((s) => s === "." || s === ".."),
     what: 'a SPIFFE ID path ("/" followed by segments of letters, digits, ".", "_" and "-")',
   },
-  name: { test: (v) => /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(v), what: "a name (letters, digits, '.', '_', '@', '-')" },
+  name: {
+    test: (v) => /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(v),
+    what: "a name (letters, digits, '.', '_', '@', '-')",
+  },
 };
 
 /** Expands a template and checks the result; both failures deny naming the template. */
-export function expandChecked(template: string, field: string, kind: ValueKind, ctx: TemplateContext): string {
+export function expandChecked(
+  template: string,
+  field: string,
+  kind: ValueKind,
+  ctx: TemplateContext,
+): string {
   const value = expandTemplate(template, field, ctx);
   const v = VALIDATORS[kind];
   if (!v.test(value)) {

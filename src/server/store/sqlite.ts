@@ -4,7 +4,15 @@ import { closeSync, constants, lstatSync, mkdirSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
-import type { AuditEvent, BotInstanceRecord, CAKeyRecord, CAName, CommitResult, ReplayKey, Store } from "./store.ts";
+import type {
+  AuditEvent,
+  BotInstanceRecord,
+  CAKeyRecord,
+  CAName,
+  CommitResult,
+  ReplayKey,
+  Store,
+} from "./store.ts";
 import { REQUIRED_CAS } from "./store.ts";
 
 const MIGRATIONS: string[] = [
@@ -103,7 +111,9 @@ export class SqliteStore implements Store {
   async loadOrCreateCAs(create: (name: CAName) => CAKeyRecord): Promise<CAKeyRecord[]> {
     return this.db
       .transaction(() => {
-        const cas = (this.db.prepare("SELECT * FROM cas").all() as Array<Record<string, string>>).map(rowToCA);
+        const cas = (this.db.prepare("SELECT * FROM cas").all() as Array<Record<string, string>>).map(
+          rowToCA,
+        );
         const ins = this.db.prepare(
           "INSERT INTO cas (name, private_key_pem, public_material, created_at) VALUES (?, ?, ?, ?)",
         );
