@@ -58,9 +58,7 @@ export async function explainCommand(argv: string[]): Promise<number> {
   const now = v.at ? parseAt(v.at) : new Date();
 
   const { loadResources } = await import("../server/policy/resources.ts");
-  const { checkGitHubToken, GITHUB_RULE_FIELDS, githubIssuer } = await import(
-    "../server/joinmethods/github.ts"
-  );
+  const { methodOf } = await import("../server/joinmethods/index.ts");
   const { JwksCache } = await import("../server/joinmethods/jwt.ts");
   const { JoinError } = await import("../server/joinmethods/errors.ts");
   const { evaluateRules } = await import("../server/joinmethods/rules.ts");
@@ -94,25 +92,17 @@ export async function explainCommand(argv: string[]): Promise<number> {
     throw new CliError(`${idTokenFile} does not hold a JWT (header.payload.signature)`);
   }
   const out: string[] = [];
-  const spec = token.spec.github;
-  const audience = spec.audience ?? v["public-url"]?.replace(/\/+$/, "");
+  const { method, spec } = methodOf(token);
+  const configured = spec as { audience?: string; static_jwks?: string };
+  const audience = configured.audience ?? v["public-url"]?.replace(/\/+$/, "");
   out.push(`Join token "${tokenName}" (join method ${token.spec.join_method}, bot ${token.spec.bot_name})`);
-  out.push(`  issuer   ${githubIssuer(spec)}${spec.static_jwks ? " (static_jwks)" : ""}`);
+  out.push(`  issuer   ${method.issuer(spec)}${configured.static_jwks ? " (static_jwks)" : ""}`);
   out.push(`  audience ${audience ?? "(the service's public URL; pass --public-url to check it)"}`);
   out.push(`  checked at ${now.toISOString()}${v.at ? " (--at)" : ""}`);
   out.push("");
   out.push(`ID token: alg ${String(header.alg)}, kid ${String(header.kid ?? "-")}`);
-  for (const k of [
-    "iss",
-    "sub",
-    "aud",
-    ...GITHUB_RULE_FIELDS.filter((f) => f !== "sub"),
-    "run_id",
-    "run_attempt",
-    "iat",
-    "nbf",
-    "exp",
-  ]) {
+  const shown = token.spec.join_method === "oidc" ? Object.keys(claims) : method.shownClaims;
+  for (const k of [...shown.filter((c) => !["iat", "nbf", "exp", "jti"].includes(c)), "iat", "nbf", "exp"]) {
     if (claims[k] === undefined) continue;
     const val = ["iat", "nbf", "exp"].includes(k)
       ? `${claims[k]} (${new Date(Number(claims[k]) * 1000).toISOString()})`
@@ -124,7 +114,7 @@ export async function explainCommand(argv: string[]): Promise<number> {
   let verified = true;
   let verdicts: import("../server/joinmethods/rules.ts").RuleVerdict[];
   try {
-    const check = await checkGitHubToken(spec, idToken, {
+    const check = await method.check(spec, idToken, {
       defaultAudience: audience,
       jwks: new JwksCache(),
       now,
@@ -135,7 +125,7 @@ export async function explainCommand(argv: string[]): Promise<number> {
     if (!(e instanceof JoinError)) throw e;
     verified = false;
     out.push(`Signature and time window: REJECTED: ${e.message}${e.detail ? ` (${e.detail})` : ""}`);
-    verdicts = evaluateRules(spec.allow as Record<string, string | undefined>[], claims);
+    verdicts = evaluateRules(method.rules(spec), claims, method.globFields);
   }
   out.push("");
   out.push(`Allow rules (${verdicts.length}; any matching rule admits the job):`);

@@ -4,7 +4,7 @@ import { z } from "zod";
 
 export const PROTOCOL_VERSION = "v1";
 
-export const JOIN_METHODS = ["github"] as const;
+export const JOIN_METHODS = ["github", "gitlab", "oidc"] as const;
 export type JoinMethodName = (typeof JOIN_METHODS)[number];
 
 /** Output types a join can ask for. `identity` = SSH key+cert and TLS client cert. */

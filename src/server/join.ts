@@ -8,8 +8,9 @@ import { parsePublicKeyLine } from "../protocol/ssh.ts";
 import type { Audit } from "./audit.ts";
 import type { Authorities } from "./ca/authorities.ts";
 import { denied, JoinError } from "./joinmethods/errors.ts";
-import { type Attestation, attestGitHub } from "./joinmethods/github.ts";
+import { methodOf } from "./joinmethods/index.ts";
 import type { JwksCache } from "./joinmethods/jwt.ts";
+import { attestWith } from "./joinmethods/method.ts";
 import {
   authorizeDatabase,
   authorizeJwtAudiences,
@@ -19,7 +20,7 @@ import {
   grantsFor,
   sshLogins,
 } from "./policy/policy.ts";
-import type { ResourceSet, TokenResource } from "./policy/resources.ts";
+import type { ResourceSet } from "./policy/resources.ts";
 import type { AuditEvent, Store } from "./store/store.ts";
 
 /** Certificates start a minute in the past to tolerate clock skew on the target. */
@@ -39,23 +40,6 @@ export interface JoinContext {
 
 export interface JoinMeta {
   remoteAddr?: string;
-}
-
-async function attest(
-  token: TokenResource,
-  req: JoinRequestParsed,
-  ctx: JoinContext,
-  now: Date,
-): Promise<Attestation> {
-  const spec = token.spec;
-  switch (spec.join_method) {
-    case "github":
-      return attestGitHub(token.metadata.name, spec.github, req.id_token, {
-        defaultAudience: ctx.publicUrl,
-        jwks: ctx.jwks,
-        now,
-      });
-  }
 }
 
 export async function handleJoin(
@@ -107,7 +91,12 @@ async function joinUnaudited(
   const sshKey = checkSshKey(req.public_keys.ssh);
   const tlsKey = checkTlsKey(req.public_keys.tls);
 
-  const attestation = await attest(token, req, ctx, now);
+  const { method, spec } = methodOf(token);
+  const attestation = await attestWith(method, req.token, spec, req.id_token, {
+    defaultAudience: ctx.publicUrl,
+    jwks: ctx.jwks,
+    now,
+  });
   const grants = grantsFor(set, token.spec.bot_name);
   const botName = grants.botName;
   const tctx = { joinMethod: req.join_method, claims: attestation.claims };

@@ -522,12 +522,20 @@ describe("allow rules", () => {
     });
   });
 
-  test("a wrong join_method is a bad request naming the field", async () => {
+  test("an unknown join_method is a bad request naming the field", async () => {
+    const token = await mint();
+    await issuesNothing(world.service.dataDir, async () => {
+      const res = await postJoin(world.service.url, joinBody(token, { join_method: "carrier-pigeon" }));
+      assertRefused(res, 400, /join_method/);
+      assert.equal(res.json.error.code, "bad_request");
+    });
+  });
+
+  test("a join method other than the token's is refused naming both", async () => {
     const token = await mint();
     await issuesNothing(world.service.dataDir, async () => {
       const res = await postJoin(world.service.url, joinBody(token, { join_method: "gitlab" }));
-      assertRefused(res, 400, /join_method/);
-      assert.equal(res.json.error.code, "bad_request");
+      assertRefused(res, 403, /join token "github-deploy" uses join method "github", not "gitlab"/);
     });
   });
 });

@@ -1,15 +1,9 @@
 // The `github` join method: a GitHub Actions OIDC token (github.com, GHES or an
 // enterprise-specific issuer) checked against the join token's allow rules.
 import { z } from "zod";
-import { denied } from "./errors.ts";
-import { type JwksCache, verifyIdToken } from "./jwt.ts";
-import {
-  evaluateRules,
-  fullMismatchDetail,
-  type Rule,
-  type RuleVerdict,
-  safeMismatchSummary,
-} from "./rules.ts";
+import { staticJwks, verifyIdToken } from "./jwt.ts";
+import { type ClaimJoinMethod, pick } from "./method.ts";
+import { evaluateRules, type Rule } from "./rules.ts";
 
 export const GITHUB_ISSUER = "https://token.actions.githubusercontent.com";
 
@@ -43,18 +37,6 @@ export const GitHubRuleSchema = z
     message: `an allow rule needs at least one field (${GITHUB_RULE_FIELDS.join(", ")}); an empty rule would admit every GitHub repository`,
   });
 
-const staticJwks = z.string().refine(
-  (s) => {
-    try {
-      const v = JSON.parse(s) as { keys?: unknown };
-      return Array.isArray(v.keys) && v.keys.length > 0;
-    } catch {
-      return false;
-    }
-  },
-  { message: 'static_jwks must be a JSON Web Key Set: {"keys":[...]}' },
-);
-
 export const GitHubTokenSpecSchema = z
   .strictObject({
     audience: z.string().min(1).optional(),
@@ -83,68 +65,6 @@ export function githubIssuer(spec: GitHubTokenSpec): string {
   return GITHUB_ISSUER;
 }
 
-export interface GitHubCheck {
-  claims: Record<string, unknown>;
-  verdicts: RuleVerdict[];
-  allowed: boolean;
-}
-
-/** Verifies the token and evaluates every rule (explain needs all verdicts). */
-export async function checkGitHubToken(
-  spec: GitHubTokenSpec,
-  idToken: string,
-  ctx: { defaultAudience: string | undefined; jwks: JwksCache; now?: Date },
-): Promise<GitHubCheck> {
-  const issuer = githubIssuer(spec);
-  const keys = spec.static_jwks
-    ? ctx.jwks.forStatic(spec.static_jwks)
-    : ctx.jwks.forUrl(`${issuer}/.well-known/jwks`);
-  const claims = await verifyIdToken(idToken, {
-    issuer,
-    audience: spec.audience ?? ctx.defaultAudience,
-    keys,
-    now: ctx.now,
-    requiredClaims: ["jti", "sub", "repository"],
-  });
-  const verdicts = evaluateRules(spec.allow as Rule[], claims);
-  return { claims, verdicts, allowed: verdicts.some((v) => v.ok) };
-}
-
-export interface Attestation {
-  /** Claims kept for templates, the bot instance record and audit. */
-  claims: Record<string, unknown>;
-  /** Replay key and the time after which it can be forgotten. */
-  jti: string;
-  issuer: string;
-  expiresAt: number;
-  /** Short description for certificate key ids and logs. */
-  subject: string;
-}
-
-export async function attestGitHub(
-  tokenName: string,
-  spec: GitHubTokenSpec,
-  idToken: string,
-  ctx: { defaultAudience: string; jwks: JwksCache; now?: Date },
-): Promise<Attestation> {
-  const check = await checkGitHubToken(spec, idToken, ctx);
-  if (!check.allowed) {
-    throw denied(
-      `no allow rule of join token "${tokenName}" matches this job (${safeMismatchSummary(check.verdicts)})`,
-      `Compare the job's claims logged above with the token's allow rules; the operator can run "idbot explain --token ${tokenName}" with this ID token.`,
-      fullMismatchDetail(check.verdicts),
-    );
-  }
-  const c = check.claims;
-  return {
-    claims: pickClaims(c),
-    jti: String(c.jti),
-    issuer: String(c.iss),
-    expiresAt: Number(c.exp),
-    subject: `repository=${String(c.repository)},run_id=${String(c.run_id ?? "")},run_attempt=${String(c.run_attempt ?? "")}`,
-  };
-}
-
 const KEPT_CLAIMS = new Set<string>([
   ...GITHUB_RULE_FIELDS,
   "iss",
@@ -160,8 +80,34 @@ const KEPT_CLAIMS = new Set<string>([
   "base_ref",
 ]);
 
-function pickClaims(c: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const k of Object.keys(c)) if (KEPT_CLAIMS.has(k)) out[k] = c[k];
-  return out;
-}
+export const githubMethod: ClaimJoinMethod<GitHubTokenSpec> = {
+  issuer: githubIssuer,
+  async check(spec, idToken, ctx) {
+    const issuer = githubIssuer(spec);
+    const keys = spec.static_jwks
+      ? ctx.jwks.forStatic(spec.static_jwks)
+      : ctx.jwks.forUrl(`${issuer}/.well-known/jwks`);
+    const claims = await verifyIdToken(idToken, {
+      issuer,
+      audience: spec.audience ?? ctx.defaultAudience,
+      keys,
+      now: ctx.now,
+      requiredClaims: ["jti", "sub", "repository"],
+    });
+    const verdicts = evaluateRules(spec.allow as Rule[], claims);
+    return { claims, verdicts, allowed: verdicts.some((v) => v.ok) };
+  },
+  rules: (spec) => spec.allow as Rule[],
+  globFields: new Set(),
+  keep: (c) => pick(c, KEPT_CLAIMS),
+  subject: (c) =>
+    `repository=${String(c.repository)},run_id=${String(c.run_id ?? "")},run_attempt=${String(c.run_attempt ?? "")}`,
+  shownClaims: [
+    "iss",
+    "sub",
+    "aud",
+    ...GITHUB_RULE_FIELDS.filter((f) => f !== "sub"),
+    "run_id",
+    "run_attempt",
+  ],
+};

@@ -2,7 +2,22 @@
 // OIDC): signature against the issuer's JWKS, an alg allow-list, iss, aud, exp/nbf/iat with
 // bounded leeway. Replay (jti) is checked by the store when the join commits.
 import * as jose from "jose";
+import { z } from "zod";
+import { isLoopbackHost } from "../../protocol/net.ts";
 import { denied, JoinError } from "./errors.ts";
+
+/** A JWKS given inline in a token resource, for issuers the service cannot reach. */
+export const staticJwks = z.string().refine(
+  (s) => {
+    try {
+      const v = JSON.parse(s) as { keys?: unknown };
+      return Array.isArray(v.keys) && v.keys.length > 0;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'static_jwks must be a JSON Web Key Set: {"keys":[...]}' },
+);
 
 /** RSA and ECDSA signatures only: never `none`, never HMAC (alg confusion). */
 export const ALLOWED_ALGS = ["RS256", "ES256"] as const;
@@ -36,6 +51,24 @@ export class JwksCache {
     return ks;
   }
 
+  private discovered = new Map<string, Promise<KeySource>>();
+
+  /** Keys of an OIDC issuer found through its discovery document: the issuer it names
+   *  must be the one configured, and its jwks_uri must be https (or loopback). */
+  forDiscovery(issuer: string): KeySource {
+    const resolve = () => {
+      let p = this.discovered.get(issuer);
+      if (!p) {
+        p = discoverJwksUri(issuer).then((uri) => this.forUrl(uri));
+        p.catch(() => this.discovered.delete(issuer));
+        this.discovered.set(issuer, p);
+      }
+      return p;
+    };
+    return (async (header: jose.JWSHeaderParameters, token: jose.FlattenedJWSInput) =>
+      (await resolve())(header, token)) as unknown as KeySource;
+  }
+
   forStatic(jwksJson: string): KeySource {
     let ks = this.local.get(jwksJson);
     if (!ks) {
@@ -44,6 +77,26 @@ export class JwksCache {
     }
     return ks;
   }
+}
+
+export function checkKeyUrl(raw: string, what: string): string {
+  const u = new URL(raw);
+  if (u.protocol === "https:" || (u.protocol === "http:" && isLoopbackHost(u.hostname))) return raw;
+  throw new Error(`${what} ${raw} must be https:// (http:// only on loopback)`);
+}
+
+async function discoverJwksUri(issuer: string): Promise<string> {
+  const url = `${issuer.replace(/\/+$/, "")}/.well-known/openid-configuration`;
+  const res = await fetch(checkKeyUrl(url, "the discovery URL"), {
+    headers: { accept: "application/json", "user-agent": "idbot" },
+    signal: AbortSignal.timeout(5000),
+  });
+  if (!res.ok) throw new Error(`discovery at ${url} answered HTTP ${res.status}`);
+  const doc = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
+  if (doc.issuer !== issuer)
+    throw new Error(`discovery at ${url} names issuer ${JSON.stringify(doc.issuer)}, not ${issuer}`);
+  if (typeof doc.jwks_uri !== "string") throw new Error(`discovery at ${url} has no jwks_uri`);
+  return checkKeyUrl(doc.jwks_uri, "jwks_uri");
 }
 
 export interface VerifyOptions {

@@ -16,6 +16,22 @@ export interface RuleVerdict {
 
 export type Rule = Record<string, string | undefined>;
 
+/** A claim by name, or by a dotted path into nested claims ("kubernetes.io.namespace"),
+ *  preferring the longest literal key at each level since claim names may hold dots. */
+export function claimAt(claims: Record<string, unknown>, path: string): unknown {
+  if (path in claims) return claims[path];
+  const parts = path.split(".");
+  for (let i = parts.length - 1; i > 0; i--) {
+    const head = parts.slice(0, i).join(".");
+    const next = claims[head];
+    if (next && typeof next === "object" && !Array.isArray(next)) {
+      const v = claimAt(next as Record<string, unknown>, parts.slice(i).join("."));
+      if (v !== undefined) return v;
+    }
+  }
+  return undefined;
+}
+
 function claimText(v: unknown): string | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === "string") return v;
@@ -52,14 +68,17 @@ export function globMatch(pattern: string, value: string): boolean {
 export function evaluateRules(
   rules: Rule[],
   claims: Record<string, unknown>,
-  globFields: ReadonlySet<string> = new Set(),
+  /** Fields whose rule values are `*`/`?` globs; "all" for every field. */
+  globFields: ReadonlySet<string> | "all" = new Set(),
 ): RuleVerdict[] {
   return rules.map((rule, index) => {
     const fields: FieldVerdict[] = [];
     for (const [field, want] of Object.entries(rule)) {
       if (want === undefined) continue;
-      const got = claimText(claims[field]);
-      const ok = got !== undefined && (globFields.has(field) ? globMatch(want, got) : got === want);
+      const got = claimText(claimAt(claims, field));
+      const ok =
+        got !== undefined &&
+        (globFields === "all" || globFields.has(field) ? globMatch(want, got) : got === want);
       fields.push({ field, want, got, ok });
     }
     return { index, ok: fields.length > 0 && fields.every((f) => f.ok), fields };

@@ -8,6 +8,8 @@ import { parseDuration } from "../../protocol/duration.ts";
 import { MAX_TTL_SECONDS } from "../../protocol/join.ts";
 import { type FieldProblem, fieldProblems, formatPath } from "../../protocol/validation.ts";
 import { GitHubTokenSpecSchema } from "../joinmethods/github.ts";
+import { GitLabTokenSpecSchema } from "../joinmethods/gitlab.ts";
+import { OidcTokenSpecSchema } from "../joinmethods/oidc.ts";
 import { templateSyntaxError } from "./templates.ts";
 
 const name = z
@@ -92,6 +94,8 @@ export const BotSpecSchema = z.strictObject({
 
 export const TokenSpecSchema = z.discriminatedUnion("join_method", [
   z.strictObject({ join_method: z.literal("github"), bot_name: name, github: GitHubTokenSpecSchema }),
+  z.strictObject({ join_method: z.literal("gitlab"), bot_name: name, gitlab: GitLabTokenSpecSchema }),
+  z.strictObject({ join_method: z.literal("oidc"), bot_name: name, oidc: OidcTokenSpecSchema }),
 ]);
 
 const header = { version: z.literal("v1"), metadata };

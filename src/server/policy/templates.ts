@@ -3,6 +3,7 @@
 // claim is missing, or whose result is not a valid value for its field, denies the join
 // with the template named: a certificate is never issued half-filled.
 import { denied } from "../joinmethods/errors.ts";
+import { claimAt } from "../joinmethods/rules.ts";
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 const REFERENCE = /^join\.([a-z_]+)\.([A-Za-z0-9_.-]+)$/;
@@ -33,7 +34,7 @@ export function expandTemplate(template: string, field: string, ctx: TemplateCon
         "Give bots that join with several methods one role per method.",
       );
     }
-    const value = ctx.claims[claim!];
+    const value = claimAt(ctx.claims, claim!);
     if (value === undefined || value === null || value === "") {
       throw denied(
         `role template ${field} "${template}" needs the claim "${claim}", which this ${method} token does not carry`,

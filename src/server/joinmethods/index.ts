@@ -1,0 +1,20 @@
+// The join methods a token resource can name, and the section of its spec each reads.
+
+import type { TokenResource } from "../policy/resources.ts";
+import { githubMethod } from "./github.ts";
+import { gitlabMethod } from "./gitlab.ts";
+import type { ClaimJoinMethod } from "./method.ts";
+import { oidcMethod } from "./oidc.ts";
+
+/** The method and its spec section for a token resource (the union keeps them paired). */
+export function methodOf(token: TokenResource): { method: ClaimJoinMethod<unknown>; spec: unknown } {
+  const s = token.spec;
+  switch (s.join_method) {
+    case "github":
+      return { method: githubMethod as ClaimJoinMethod<unknown>, spec: s.github };
+    case "gitlab":
+      return { method: gitlabMethod as ClaimJoinMethod<unknown>, spec: s.gitlab };
+    case "oidc":
+      return { method: oidcMethod as ClaimJoinMethod<unknown>, spec: s.oidc };
+  }
+}
