@@ -124,13 +124,18 @@ const keys = {
     .toString(),
 };
 
-async function join_(token: string, idToken: string, method = "gitlab") {
+interface JoinAnswer {
+  ssh: { principals: string[] };
+  error: { message: string };
+}
+
+async function joinWith(token: string, idToken: string, method = "gitlab") {
   const res = await fetch(`${service.url}/v1/join`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ token, join_method: method, id_token: idToken, public_keys: keys }),
   });
-  return { status: res.status, body: (await res.json()) as Record<string, any> // biome-ignore-line };
+  return { status: res.status, body: (await res.json()) as JoinAnswer };
 }
 
 const mintGl = (claims: Record<string, unknown> = {}, extra: Parameters<FakeOidcIssuer["mint"]>[0] = {}) =>
@@ -138,17 +143,17 @@ const mintGl = (claims: Record<string, unknown> = {}, extra: Parameters<FakeOidc
 
 describe("gitlab join method", () => {
   test("a job of a matching project joins; the template fills the login", async () => {
-    const r = await join_("gitlab-deploy", await mintGl());
+    const r = await joinWith("gitlab-deploy", await mintGl());
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.deepEqual(r.body.ssh.principals, ["gl-acme"]);
     assert.ok(gitlab.requests.jwks >= 1, "keys fetched from /oauth/discovery/keys");
   });
 
   test("globs on project_path and ref, and a boolean rule value", async () => {
-    assert.equal((await join_("gitlab-deploy", await mintGl({ project_path: "acme/tools" }))).status, 200);
+    assert.equal((await joinWith("gitlab-deploy", await mintGl({ project_path: "acme/tools" }))).status, 200);
     assert.equal(
       (
-        await join_(
+        await joinWith(
           "gitlab-deploy",
           await mintGl({
             project_path: "platform/x",
@@ -160,7 +165,7 @@ describe("gitlab join method", () => {
       ).status,
       200,
     );
-    const other = await join_(
+    const other = await joinWith(
       "gitlab-deploy",
       await mintGl({ project_path: "evil/app", namespace_path: "evil" }),
     );
@@ -169,42 +174,45 @@ describe("gitlab join method", () => {
       other.body.error.message,
       /rule 1 differs in project_path; rule 2 differs in namespace_path/,
     );
-    const branch = await join_("gitlab-deploy", await mintGl({ ref: "feature/x", ref_protected: "false" }));
+    const branch = await joinWith(
+      "gitlab-deploy",
+      await mintGl({ ref: "feature/x", ref_protected: "false" }),
+    );
     assert.equal(branch.status, 403);
     assert.match(branch.body.error.message, /rule 1 differs in ref/);
   });
 
   test("static_jwks with a glob on sub; nothing fetched", async () => {
     const before = gitlab.requests.jwks;
-    const ok = await join_("gitlab-static", await mintGl({ ref: "release-1.4", sub: undefined }));
+    const ok = await joinWith("gitlab-static", await mintGl({ ref: "release-1.4", sub: undefined }));
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
-    const no = await join_("gitlab-static", await mintGl({ ref: "release-12", sub: undefined }));
+    const no = await joinWith("gitlab-static", await mintGl({ ref: "release-12", sub: undefined }));
     assert.equal(no.status, 403, "? matches exactly one character");
     assert.equal(gitlab.requests.jwks, before);
   });
 
   test("a token from another instance (issuer) is refused", async () => {
-    const r = await join_("gitlab-deploy", await mintGl({}, { issuer: "https://gitlab.com" }));
+    const r = await joinWith("gitlab-deploy", await mintGl({}, { issuer: "https://gitlab.com" }));
     assert.equal(r.status, 403);
     assert.match(r.body.error.message, /issuer "https:\/\/gitlab.com" is not "https:\/\/127\.0\.0\.1:\d+"/);
   });
 
   test("wrong audience, expired and replayed tokens are refused", async () => {
-    const wrongAud = await join_(
+    const wrongAud = await joinWith(
       "gitlab-deploy",
       await mintGl({}, { audience: "https://other.example.com" }),
     );
     assert.equal(wrongAud.status, 403);
     assert.match(wrongAud.body.error.message, /audience/);
-    const expired = await join_(
+    const expired = await joinWith(
       "gitlab-deploy",
       await mintGl({}, { issuedAt: Math.floor(Date.now() / 1000) - 900, expiresIn: 300 }),
     );
     assert.equal(expired.status, 403);
     assert.match(expired.body.error.message, /expired/);
     const token = await mintGl();
-    assert.equal((await join_("gitlab-deploy", token)).status, 200);
-    const replay = await join_("gitlab-deploy", token);
+    assert.equal((await joinWith("gitlab-deploy", token)).status, 200);
+    const replay = await joinWith("gitlab-deploy", token);
     assert.equal(replay.status, 403);
     assert.match(replay.body.error.message, /already used/);
   });
@@ -256,14 +264,14 @@ describe("gitlab join method", () => {
 
 describe("oidc join method", () => {
   test("a Kubernetes-style service account token joins through discovery; nested claims in rules and templates", async () => {
-    const r = await join_("k8s-ci", await k8s.mint({ audience: AUD }), "oidc");
+    const r = await joinWith("k8s-ci", await k8s.mint({ audience: AUD }), "oidc");
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.deepEqual(r.body.ssh.principals, ["builder"]);
     assert.ok(k8s.requests.discovery >= 1 && k8s.requests.jwks >= 1);
   });
 
   test("a token of another namespace or service account is refused", async () => {
-    const r = await join_(
+    const r = await joinWith(
       "k8s-ci",
       await k8s.mint({
         audience: AUD,
