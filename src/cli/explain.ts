@@ -92,7 +92,13 @@ export async function explainCommand(argv: string[]): Promise<number> {
     throw new CliError(`${idTokenFile} does not hold a JWT (header.payload.signature)`);
   }
   const out: string[] = [];
-  const { method, spec } = methodOf(token);
+  const claimMethod = methodOf(token);
+  if (!claimMethod) {
+    throw new CliError(
+      `join token "${tokenName}" uses join method ${token.spec.join_method}, which proves a key, not ID token claims: there is nothing to explain`,
+    );
+  }
+  const { method, spec } = claimMethod;
   const configured = spec as { audience?: string; static_jwks?: string };
   const audience = configured.audience ?? v["public-url"]?.replace(/\/+$/, "");
   out.push(`Join token "${tokenName}" (join method ${token.spec.join_method}, bot ${token.spec.bot_name})`);

@@ -1,10 +1,17 @@
 // Routes only: parse and validate the request, call the handler, write JSON or text.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type ErrorBody, JoinRequestSchema } from "../protocol/join.ts";
+import type { z } from "zod";
+import {
+  ChallengeRequestSchema,
+  type ErrorBody,
+  JoinRequestSchema,
+  RenewRequestSchema,
+} from "../protocol/join.ts";
 import { describeProblems, fieldProblems } from "../protocol/validation.ts";
 import { openIdConfiguration } from "./ca/jwt.ts";
-import { handleJoin, type JoinContext } from "./join.ts";
+import { handleChallenge, handleJoin, type JoinContext } from "./join.ts";
 import { JoinError } from "./joinmethods/errors.ts";
+import { handleRenew } from "./renew.ts";
 
 /** Requests larger than this are refused before any parsing. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -79,8 +86,21 @@ export function createHandler(ctx: RouteContext) {
           case "/.well-known/openid-configuration":
             return send(res, 200, openIdConfiguration(ctx.publicUrl), "application/json");
         }
-      } else if (req.method === "POST" && path === "/v1/join") {
-        return await join(req, res, ctx);
+      } else if (req.method === "POST") {
+        switch (path) {
+          case "/v1/join":
+            return await post(req, res, JoinRequestSchema, (body) =>
+              handleJoin(body, { remoteAddr: req.socket.remoteAddress }, ctx),
+            );
+          case "/v1/join/challenge":
+            return await post(req, res, ChallengeRequestSchema, (body) =>
+              handleChallenge(body.token, { remoteAddr: req.socket.remoteAddress }, ctx),
+            );
+          case "/v1/renew":
+            return await post(req, res, RenewRequestSchema, (body) =>
+              handleRenew(body, { remoteAddr: req.socket.remoteAddress }, ctx),
+            );
+        }
       }
       return sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
     } catch (e) {
@@ -90,12 +110,22 @@ export function createHandler(ctx: RouteContext) {
   };
 }
 
-async function join(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+/** Reads, parses and validates a JSON body, then answers with the handler's result or
+ *  its JoinError (status, code, message, hint). */
+async function post<S extends z.ZodType>(
+  req: IncomingMessage,
+  res: ServerResponse,
+  schema: S,
+  handle: (body: z.output<S>) => Promise<unknown>,
+): Promise<void> {
   if (!/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
-    return sendError(res, 415, "bad_request", "send the join request as application/json");
+    return sendError(res, 415, "bad_request", "send the request as application/json");
   }
   const raw = await readBody(req);
   if (raw === "too_large") {
+    // Answer before reading the rest, then close the connection instead of draining it.
+    res.setHeader("connection", "close");
+    res.on("finish", () => req.socket.destroySoon());
     return sendError(
       res,
       413,
@@ -109,18 +139,17 @@ async function join(req: IncomingMessage, res: ServerResponse, ctx: RouteContext
   } catch {
     return sendError(res, 400, "bad_request", "the request body is not valid JSON");
   }
-  const parsed = JoinRequestSchema.safeParse(value);
+  const parsed = schema.safeParse(value);
   if (!parsed.success) {
     return sendError(
       res,
       400,
       "bad_request",
-      `invalid join request: ${describeProblems(fieldProblems(parsed.error))}`,
+      `invalid request: ${describeProblems(fieldProblems(parsed.error))}`,
     );
   }
   try {
-    const out = await handleJoin(parsed.data, { remoteAddr: req.socket.remoteAddress }, ctx);
-    sendJson(res, 200, out);
+    sendJson(res, 200, await handle(parsed.data));
   } catch (e) {
     if (e instanceof JoinError) return sendError(res, e.status, e.code, e.message, e.hint);
     throw e;

@@ -6,8 +6,11 @@ import { gitlabMethod } from "./gitlab.ts";
 import type { ClaimJoinMethod } from "./method.ts";
 import { oidcMethod } from "./oidc.ts";
 
-/** The method and its spec section for a token resource (the union keeps them paired). */
-export function methodOf(token: TokenResource): { method: ClaimJoinMethod<unknown>; spec: unknown } {
+/** The claim-based method and its spec section for a token resource, or undefined for
+ *  bound_keypair (which proves a key, not claims). */
+export function methodOf(
+  token: TokenResource,
+): { method: ClaimJoinMethod<unknown>; spec: unknown } | undefined {
   const s = token.spec;
   switch (s.join_method) {
     case "github":
@@ -16,5 +19,7 @@ export function methodOf(token: TokenResource): { method: ClaimJoinMethod<unknow
       return { method: gitlabMethod as ClaimJoinMethod<unknown>, spec: s.gitlab };
     case "oidc":
       return { method: oidcMethod as ClaimJoinMethod<unknown>, spec: s.oidc };
+    case "bound_keypair":
+      return undefined;
   }
 }

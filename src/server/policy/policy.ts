@@ -47,6 +47,23 @@ export function sshLogins(g: BotGrants, ctx: TemplateContext): string[] {
   );
 }
 
+export function hostPrincipals(g: BotGrants, ctx: TemplateContext): string[] {
+  const principals = unique(
+    g.roles.flatMap((r) =>
+      r.spec.host_principals.map((t, i) =>
+        expandChecked(t, `${r.metadata.name}.host_principals[${i}]`, "ssh_principal", ctx),
+      ),
+    ),
+  );
+  if (principals.length === 0) {
+    throw denied(
+      `bot "${g.botName}" has no SSH host principals`,
+      `Add host_principals (e.g. ["{{ join.token.bot_name }}.example.com"]) to one of its roles (${roleNames(g)}).`,
+    );
+  }
+  return principals;
+}
+
 export interface KubernetesGrant {
   cluster: KubeClusterResource;
   user: string;

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { parseDuration } from "../../protocol/duration.ts";
 import { MAX_TTL_SECONDS } from "../../protocol/join.ts";
 import { type FieldProblem, fieldProblems, formatPath } from "../../protocol/validation.ts";
+import { BoundKeypairSpecSchema } from "../joinmethods/boundkeypair.ts";
 import { GitHubTokenSpecSchema } from "../joinmethods/github.ts";
 import { GitLabTokenSpecSchema } from "../joinmethods/gitlab.ts";
 import { OidcTokenSpecSchema } from "../joinmethods/oidc.ts";
@@ -67,6 +68,8 @@ export const RoleSpecSchema = z.strictObject({
     }),
   ),
   jwt_audiences: list(z.string().min(1).max(512)),
+  /** Principals of SSH host certificates (ssh_host output); templates allowed. */
+  host_principals: list(template),
   max_ttl: duration.refine((s) => s <= MAX_TTL_SECONDS, { message: "max_ttl may not exceed 24h" }).optional(),
 });
 
@@ -96,6 +99,11 @@ export const TokenSpecSchema = z.discriminatedUnion("join_method", [
   z.strictObject({ join_method: z.literal("github"), bot_name: name, github: GitHubTokenSpecSchema }),
   z.strictObject({ join_method: z.literal("gitlab"), bot_name: name, gitlab: GitLabTokenSpecSchema }),
   z.strictObject({ join_method: z.literal("oidc"), bot_name: name, oidc: OidcTokenSpecSchema }),
+  z.strictObject({
+    join_method: z.literal("bound_keypair"),
+    bot_name: name,
+    bound_keypair: BoundKeypairSpecSchema,
+  }),
 ]);
 
 const header = { version: z.literal("v1"), metadata };

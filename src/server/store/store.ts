@@ -26,7 +26,72 @@ export interface BotInstanceRecord {
   claims: Record<string, unknown>;
   createdAt: string;
   expiresAt: string;
+  /** Certificate generation: 1 at join, +1 per renewal. An older one presented = a copy. */
   generation: number;
+  /** Why the instance was locked (copied identity); locked instances cannot renew. */
+  lockedReason?: string;
+  /** The last 10 authentications (joins, renewals) and heartbeats, newest last. */
+  authentications?: Array<{ time: string; kind: string; remoteAddr?: string; generation: number }>;
+  heartbeats?: Array<{ time: string; hostname?: string; version?: string; uptimeSeconds?: number }>;
+}
+
+/** A one-time join secret (`idbot admin tokens add`), stored as its SHA-256. */
+export interface JoinTokenRecord {
+  /** Public id shown by `tokens ls`; never the secret. */
+  id: string;
+  hash: string;
+  botName: string;
+  createdAt: string;
+  expiresAt: string;
+  usedAt?: string;
+  usedByInstance?: string;
+}
+
+/** Server-side state of a bound_keypair join token. */
+export interface BoundKeypairState {
+  tokenName: string;
+  /** OpenSSH public key line of the bound key. */
+  publicKey?: string;
+  boundAt?: string;
+  /** Hash of the join state the bot must present at its next join. */
+  joinStateHash?: string;
+  recoveryCount: number;
+  instanceId?: string;
+  lockedReason?: string;
+}
+
+export interface ChallengeRecord {
+  id: string;
+  tokenName: string;
+  nonce: string;
+  expiresAt: string;
+}
+
+/** Preconditions and updates of a bound-keypair join, applied atomically with it. */
+export interface BoundJoin {
+  tokenName: string;
+  challengeId: string;
+  /** Key that answered the challenge. */
+  publicKey: string;
+  /** Key allowed when nothing is bound yet (onboarding.initial_public_key), or undefined
+   *  when registering with the registration secret (already checked by the caller). */
+  initialPublicKey?: string;
+  registering: boolean;
+  presentedJoinStateHash?: string;
+  newJoinStateHash: string;
+  /** null = no limit (relaxed, insecure). */
+  recoveryLimit: number | null;
+  checkJoinState: boolean;
+  /** Key to bind from now on (rotation); default publicKey. */
+  nextPublicKey?: string;
+}
+
+export interface StoredResource {
+  kind: string;
+  name: string;
+  /** The resource as JSON (validated by the caller). */
+  body: string;
+  updatedAt: string;
 }
 
 export interface AuditEvent {
@@ -49,7 +114,23 @@ export interface ReplayKey {
   expiresAt: number;
 }
 
-export type CommitResult = { ok: true } | { ok: false; reason: "replayed" };
+export type CommitFailure =
+  | "replayed"
+  | "token_unknown"
+  | "token_used"
+  | "token_expired"
+  | "challenge_used"
+  | "not_registered"
+  | "key_mismatch"
+  | "already_registered"
+  | "join_state_mismatch"
+  | "recovery_limit"
+  | "locked";
+export type CommitResult = { ok: true } | { ok: false; reason: CommitFailure; detail?: string };
+
+export type RenewResult =
+  | { ok: true; generation: number; instance: BotInstanceRecord }
+  | { ok: false; reason: "unknown" | "locked" | "stale_generation"; instance?: BotInstanceRecord };
 
 export interface Store {
   readonly kind: "sqlite" | "postgres";
@@ -61,9 +142,42 @@ export interface Store {
    *  second use), creates the bot instance and appends the audit events. */
   commitJoin(join: {
     replay?: ReplayKey;
+    /** SHA-256 of a one-time join secret, consumed exactly once. */
+    joinTokenHash?: string;
+    bound?: BoundJoin;
     instance: BotInstanceRecord;
     events: AuditEvent[];
   }): Promise<CommitResult>;
+  /** Moves an instance to the next certificate generation if `presented` is current; an
+   *  older generation locks the instance (the identity was copied). Audits either way. */
+  renewInstance(r: {
+    id: string;
+    presented: number;
+    now: string;
+    expiresAt: string;
+    remoteAddr?: string;
+    heartbeat?: NonNullable<BotInstanceRecord["heartbeats"]>[number];
+    events: AuditEvent[];
+  }): Promise<RenewResult>;
+
+  createJoinToken(t: JoinTokenRecord): Promise<void>;
+  getJoinTokenByHash(hash: string): Promise<JoinTokenRecord | undefined>;
+  listJoinTokens(): Promise<JoinTokenRecord[]>;
+  deleteJoinToken(id: string): Promise<boolean>;
+
+  createChallenge(c: ChallengeRecord): Promise<void>;
+  getChallenge(id: string): Promise<ChallengeRecord | undefined>;
+  getBoundKeypair(tokenName: string): Promise<BoundKeypairState | undefined>;
+  listBoundKeypairs(): Promise<BoundKeypairState[]>;
+  /** Operator actions on a bound-keypair token: unlock it, or forget its bound key. */
+  updateBoundKeypair(tokenName: string, change: { unlock?: boolean; reset?: boolean }): Promise<boolean>;
+
+  /** Resources applied with `idbot admin apply` (merged over the resource files). */
+  putResource(r: StoredResource): Promise<void>;
+  deleteResource(kind: string, name: string): Promise<boolean>;
+  listResources(): Promise<StoredResource[]>;
+  /** Changes whenever stored resources change, so replicas can poll cheaply. */
+  resourcesVersion(): Promise<number>;
   appendAudit(events: AuditEvent[]): Promise<void>;
   listAudit(opts?: { sinceIso?: string; limit?: number; type?: string }): Promise<AuditEvent[]>;
   getBotInstance(id: string): Promise<BotInstanceRecord | undefined>;
