@@ -9,7 +9,7 @@ import { Authorities, createAuthorityRecord } from "./ca/authorities.ts";
 import { createHandler } from "./http.ts";
 import { JwksCache } from "./joinmethods/jwt.ts";
 import { jsonLogger, type Logger } from "./log.ts";
-import { loadResources, type ResourceSet } from "./policy/resources.ts";
+import { loadResources, mergeResources, parseStoredResource, type ResourceSet } from "./policy/resources.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
 import type { Store } from "./store/store.ts";
 
@@ -52,8 +52,18 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     );
   }
   // Resources first: a bad file must fail the start before anything is created.
-  let resources = loadResources(opts.resourcesPath);
+  const fileResources = () => loadResources(opts.resourcesPath);
+  let files = fileResources();
   const store = openSqliteStore(opts.dataDir);
+  // Applied resources (idbot admin apply, tokens edit) live in the store and override
+  // the files; the version is polled so changes reach every replica within seconds.
+  const withApplied = async (set: ResourceSet) =>
+    mergeResources(
+      set,
+      (await store.listResources()).map((r) => parseStoredResource(r.body, `applied ${r.kind}/${r.name}`)),
+    );
+  let resourcesVersion = await store.resourcesVersion();
+  let resources = await withApplied(files);
   try {
     let tlsOptions: { cert: Buffer; key: Buffer } | undefined;
     if (useTls) {
@@ -110,6 +120,18 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     const url = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
     if (!publicUrl) publicUrl = url;
     if (!trustDomain) trustDomain = new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
+    const poll = setInterval(async () => {
+      try {
+        const v = await store.resourcesVersion();
+        if (v === resourcesVersion) return;
+        resourcesVersion = v;
+        resources = await withApplied(files);
+        logger.log("info", "applied resources changed; reloaded", { version: v });
+      } catch (e) {
+        logger.log("error", "applied resources could not be loaded; keeping the previous ones", { error: String(e) });
+      }
+    }, 2000);
+    poll.unref();
     const prune = setInterval(
       () => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}),
       600_000,
@@ -129,7 +151,9 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         return authorities;
       },
       async reload() {
-        const next = loadResources(opts.resourcesPath);
+        files = fileResources();
+        resourcesVersion = await store.resourcesVersion();
+        const next = await withApplied(files);
         // Signing keys too, so a rotation done with `idbot admin rotate-jwt` takes effect.
         authorities = new Authorities(
           await store.loadOrCreateCAs((name) => createAuthorityRecord(name, publicUrl)),
@@ -144,6 +168,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       },
       async close() {
         clearInterval(prune);
+        clearInterval(poll);
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();

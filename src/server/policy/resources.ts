@@ -235,6 +235,29 @@ export function loadResources(path: string): ResourceSet {
   return buildResourceSet(all, origin);
 }
 
+/** Every resource of a set, in a stable order. */
+export function resourcesOf(set: ResourceSet): Resource[] {
+  return [...set.roles.values(), ...set.bots.values(), ...set.tokens.values(), ...set.kubeClusters.values(), ...set.databases.values()];
+}
+
+/** Resources applied with `idbot admin apply` (stored as JSON), validated like files. */
+export function parseStoredResource(body: string, label: string): Resource {
+  const parsed = ResourceSchema.safeParse(JSON.parse(body));
+  if (!parsed.success) {
+    throw new ResourceError(`${label}: ${fieldProblems(parsed.error).map((p) => `${formatPath(p.path)}: ${p.message}`).join("; ")}`);
+  }
+  return parsed.data;
+}
+
+/** Applied resources override file resources of the same kind and name. */
+export function mergeResources(files: ResourceSet, applied: Resource[]): ResourceSet {
+  const key = (r: Resource) => `${r.kind}/${r.metadata.name}`;
+  const overridden = new Set(applied.map(key));
+  const origin = new Map(files.origin);
+  for (const r of applied) origin.set(r, `applied ${key(r)}`);
+  return buildResourceSet([...resourcesOf(files).filter((r) => !overridden.has(key(r))), ...applied], origin);
+}
+
 export function buildResourceSet(all: Resource[], origin = new Map<Resource, string>()): ResourceSet {
   const set: ResourceSet = {
     roles: new Map(),
