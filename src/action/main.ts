@@ -1,7 +1,19 @@
 // The Action's main step: read inputs, join, publish outputs. All logic lives in client/.
+import { chmod, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import * as core from "@actions/core";
-import { type CommonInputs, InputError, parseCommonInputs } from "../client/config.ts";
+import { cacheFile } from "@actions/tool-cache";
+import pkg from "../../package.json" with { type: "json" };
+import {
+  type CommonInputs,
+  InputError,
+  JOIN_INPUTS,
+  parseCommonInputs,
+  recordableInputs,
+} from "../client/config.ts";
 import { JoinFailure } from "../client/join.ts";
+import { joinRecordFile } from "../client/record.ts";
 import { type JoinResult, joinAndWrite } from "../client/run.ts";
 import {
   actionRefWarning,
@@ -23,8 +35,18 @@ async function run(): Promise<void> {
   const fetchToken = githubIdTokenSource(inputs.audience);
   let claimsLogged = false;
 
+  // Recorded with the files, so a later step can run `idbot join --refresh DIR`.
+  const settings = recordableInputs({
+    ...Object.fromEntries(JOIN_INPUTS.map((i) => [i, core.getInput(i)]).filter(([, v]) => v !== "")),
+    "join-method": "github",
+  });
   const result = await joinAndWrite(
-    { ...inputs, joinMethod: "github", parentDir: runnerTemp() },
+    {
+      ...inputs,
+      joinMethod: "github",
+      parentDir: runnerTemp(),
+      extraFiles: (response) => [joinRecordFile(settings, "github", response)],
+    },
     {
       getIdToken: async () => {
         const token = await fetchToken();
@@ -62,6 +84,29 @@ async function run(): Promise<void> {
     `joined as bot "${r.bot_name}" (instance ${r.bot_instance_id}); SSH principals ${r.ssh?.principals.join(", ") ?? "-"}; expires ${r.expires_at}`,
   );
   core.info(`identity written to ${result.dir}`);
+  await putCliOnPath().catch((e: unknown) =>
+    core.warning(`idbot: could not put the idbot command on PATH: ${(e as Error).message}`),
+  );
+}
+
+/**
+ * Later steps can run `idbot status`, `idbot join --refresh ...`: the CLI bundle shipped
+ * next to this file goes into the runner's tool cache, started by a launcher that uses
+ * the runner's own Node.js (a self-hosted runner may have no node on PATH).
+ */
+async function putCliOnPath(): Promise<void> {
+  const bundle = fileURLToPath(new URL("./idbot.js", import.meta.url));
+  const dir = await cacheFile(bundle, "idbot.mjs", "idbot", pkg.version);
+  const node = process.execPath;
+  if (process.platform === "win32") {
+    await writeFile(join(dir, "idbot.cmd"), `@echo off\r\n"${node}" "%~dp0idbot.mjs" %*\r\n`);
+  } else {
+    const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+    const launcher = `#!/bin/sh\n# idbot, put on PATH by the idbot Action: the CLI bundle run by the runner's Node.js.\nnode=${q(node)}\n[ -x "$node" ] || node=node\nexec "$node" "$(dirname "$0")/idbot.mjs" "$@"\n`;
+    await writeFile(join(dir, "idbot"), launcher);
+    await chmod(join(dir, "idbot"), 0o755);
+  }
+  core.addPath(dir);
 }
 
 /** One table of what was issued: types, identities, expiry, paths. Never a secret. */

@@ -2,8 +2,12 @@
 // progress and errors to stderr; exit codes are EXIT in args.ts.
 import { adminCommand } from "./admin.ts";
 import { CliError, EXIT } from "./args.ts";
+import { cleanupCommand } from "./cleanup.ts";
 import { explainCommand } from "./explain.ts";
+import { hookCommand } from "./hook.ts";
+import { joinCommand } from "./join.ts";
 import { serveCommand } from "./serve.ts";
+import { certsCommand, statusCommand } from "./status.ts";
 
 declare const IDBOT_VERSION: string | undefined;
 const VERSION = typeof IDBOT_VERSION === "string" ? IDBOT_VERSION : "dev";
@@ -14,6 +18,11 @@ idbot ${VERSION}: short-lived credentials for CI jobs and machines
 Usage: idbot <command> [options]
 
 Commands:
+  join       join with this job's ID token and write the credentials (or --refresh them)
+  status     show what a join's directory holds and how long it stays valid
+  certs      list the certificates in a join's directory
+  cleanup    remove what a join wrote
+  hook       self-hosted GitHub runner job hooks (job-started, job-completed)
   serve      run the join service (embedded store)
   explain    evaluate a CI ID token against a join token's allow rules, offline
   admin      operator commands (sign-host)
@@ -23,6 +32,11 @@ Run "idbot <command> --help" for options and an example.
 `;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  join: joinCommand,
+  status: statusCommand,
+  certs: certsCommand,
+  cleanup: cleanupCommand,
+  hook: hookCommand,
   serve: serveCommand,
   explain: explainCommand,
   admin: adminCommand,

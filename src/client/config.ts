@@ -1,9 +1,10 @@
-// The join settings, read from named string inputs: the Action's inputs, and later the
-// CLI's flags and IDBOT_* variables use the same names, so every error names the input
-// the user has to fix.
+// The join settings, read from named string inputs: the Action's inputs, and the CLI's
+// flags, IDBOT_* variables and config file fields use the same names, so every error
+// names the input the user has to fix (and, in the CLI, where its value came from).
 import { readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
 import { parseDuration } from "../protocol/duration.ts";
-import { MAX_TTL_SECONDS, OUTPUT_TYPES, type OutputType } from "../protocol/join.ts";
+import { type JoinMethodName, MAX_TTL_SECONDS, OUTPUT_TYPES, type OutputType } from "../protocol/join.ts";
 import { normalizeServiceUrl } from "../protocol/net.ts";
 import type { RetryPolicy } from "./join.ts";
 import { checkServiceUrl } from "./transport.ts";
@@ -12,13 +13,20 @@ export class InputError extends Error {
   override name = "InputError";
   constructor(
     readonly input: string,
-    message: string,
+    /** The problem without the input's name, for callers that name the input their own way. */
+    readonly detail: string,
   ) {
-    super(`input "${input}": ${message}`);
+    super(`input "${input}": ${detail}`);
   }
 }
 
 export type GetInput = (name: string) => string | undefined;
+
+/** How an error shows the user an example of setting inputs: `with:` for the Action. */
+export type ExampleFormatter = (pairs: ReadonlyArray<readonly [string, string]>) => string;
+
+export const actionExample: ExampleFormatter = (pairs) =>
+  `\n\n  with:\n${pairs.map(([k, v]) => `    ${k}: ${v}`).join("\n")}`;
 
 export interface CommonInputs {
   server: string;
@@ -42,10 +50,9 @@ const text = (get: GetInput, name: string) => {
   return v === "" ? undefined : v;
 };
 
-function required(get: GetInput, name: string, example: string): string {
+function required(get: GetInput, name: string, example: string, fmt: ExampleFormatter): string {
   const v = text(get, name);
-  if (v === undefined)
-    throw new InputError(name, `is required, for example:\n\n  with:\n    ${name}: ${example}`);
+  if (v === undefined) throw new InputError(name, `is required, for example:${fmt([[name, example]])}`);
   return v;
 }
 
@@ -94,14 +101,14 @@ function caPem(get: GetInput): string | undefined {
   return pem;
 }
 
-export function parseCommonInputs(get: GetInput): CommonInputs {
-  const server = normalizeServiceUrl(required(get, "server", "https://idbot.example.com"));
+export function parseCommonInputs(get: GetInput, example: ExampleFormatter = actionExample): CommonInputs {
+  const server = normalizeServiceUrl(required(get, "server", "https://idbot.example.com", example));
   try {
     checkServiceUrl(server);
   } catch (e) {
     throw new InputError("server", (e as Error).message);
   }
-  const token = required(get, "token", "github-deploy");
+  const token = required(get, "token", "github-deploy", example);
   const outputs = list(get, "outputs");
   for (const o of outputs) {
     if (!(OUTPUT_TYPES as readonly string[]).includes(o)) {
@@ -109,13 +116,16 @@ export function parseCommonInputs(get: GetInput): CommonInputs {
     }
   }
   // Each output's own inputs: required when that output is asked for, named when missing.
-  const needs = (output: string, input: string, example: string) => {
+  const needs = (output: string, input: string, sample: string) => {
     if (!outputs.includes(output)) return text(get, input);
     const v = text(get, input);
     if (v === undefined) {
       throw new InputError(
         input,
-        `is required by the ${output} output, for example:\n\n  with:\n    outputs: ${outputs.join(",")}\n    ${input}: ${example}`,
+        `is required by the ${output} output, for example:${example([
+          ["outputs", outputs.join(",")],
+          [input, sample],
+        ])}`,
       );
     }
     return v;
@@ -157,4 +167,136 @@ export function parseCommonInputs(get: GetInput): CommonInputs {
     exportEnv: parseBoolean(get, "export-env", true),
     cleanup: parseBoolean(get, "cleanup", true),
   };
+}
+
+// ---------------------------------------------------------------------------------------
+// The CLI and the runner hooks: the same inputs from flags, IDBOT_* variables, the settings
+// recorded by an earlier join (--refresh) and a config file, first one set wins.
+
+/** Every join input the CLI takes, by its Action input name (flag --NAME, env IDBOT_NAME). */
+export const JOIN_INPUTS = [
+  "server",
+  "token",
+  "join-method",
+  "id-token-env",
+  "audience",
+  "outputs",
+  "ssh-hosts",
+  "certificate-ttl",
+  "retries",
+  "attempt-timeout",
+  "deadline",
+  "ca",
+  "kubernetes-cluster",
+  "database",
+  "database-user",
+  "database-name",
+  "spiffe-path",
+  "jwt-audience",
+] as const;
+export type JoinInputName = (typeof JOIN_INPUTS)[number];
+
+/** "certificate-ttl" → "IDBOT_CERTIFICATE_TTL". */
+export function envName(input: string): string {
+  return `IDBOT_${input.toUpperCase().replace(/-/g, "_")}`;
+}
+
+export interface InputLayer {
+  /** Values by input name; undefined or blank means "not set here". */
+  values: Readonly<Record<string, string | undefined>>;
+  /** How to name the input to the user when its value came from this layer. */
+  label: (input: string) => string;
+}
+
+export interface LayeredInputs {
+  get: GetInput;
+  /** Label of the layer the input's value comes from; undefined when no layer sets it. */
+  sourceOf: (input: string) => string | undefined;
+  /** The winning raw value of every input that is set. */
+  resolved: () => Record<string, string>;
+}
+
+/** Inputs from several layers, the first layer that sets an input winning. */
+export function layeredInputs(layers: readonly InputLayer[]): LayeredInputs {
+  const winner = (input: string) =>
+    layers.find((l) => {
+      const v = l.values[input];
+      return v !== undefined && v.trim() !== "";
+    });
+  return {
+    get: (input) => winner(input)?.values[input],
+    sourceOf: (input) => winner(input)?.label(input),
+    resolved: () => {
+      const out: Record<string, string> = {};
+      for (const input of JOIN_INPUTS) {
+        const v = winner(input)?.values[input];
+        if (v !== undefined) out[input] = v;
+      }
+      return out;
+    },
+  };
+}
+
+/** The IDBOT_* variables of `env` as a layer. */
+export function envLayer(env: NodeJS.ProcessEnv): InputLayer {
+  const values: Record<string, string | undefined> = {};
+  for (const input of JOIN_INPUTS) values[input] = env[envName(input)];
+  return { values, label: (input) => envName(input) };
+}
+
+/** Join methods whose proof the CLI knows how to get: a platform-signed ID token. */
+export const CLI_JOIN_METHODS = ["github", "gitlab", "oidc"] as const satisfies readonly JoinMethodName[];
+export type CliJoinMethod = (typeof CLI_JOIN_METHODS)[number];
+
+export interface CliInputs extends CommonInputs {
+  joinMethod: CliJoinMethod;
+  /** Environment variable holding the ID token (gitlab, oidc). */
+  idTokenEnv: string;
+}
+
+/**
+ * The join method: given, or github inside GitHub Actions, gitlab inside GitLab CI. Outside
+ * both it must be given, since the proof has to come from somewhere.
+ */
+export function parseJoinMethod(get: GetInput, env: NodeJS.ProcessEnv): CliJoinMethod {
+  const v = text(get, "join-method");
+  if (v !== undefined) {
+    if (!(CLI_JOIN_METHODS as readonly string[]).includes(v)) {
+      throw new InputError(
+        "join-method",
+        `unknown join method "${v}" (known: ${CLI_JOIN_METHODS.join(", ")})`,
+      );
+    }
+    return v as CliJoinMethod;
+  }
+  if (env.ACTIONS_ID_TOKEN_REQUEST_URL || env.GITHUB_ACTIONS === "true") return "github";
+  if (env.GITLAB_CI === "true") return "gitlab";
+  throw new InputError(
+    "join-method",
+    `is required outside GitHub Actions and GitLab CI (one of ${CLI_JOIN_METHODS.join(", ")})`,
+  );
+}
+
+export const DEFAULT_ID_TOKEN_ENV = "IDBOT_ID_TOKEN";
+
+export function parseCliInputs(
+  get: GetInput,
+  env: NodeJS.ProcessEnv,
+  example: ExampleFormatter = actionExample,
+): CliInputs {
+  const common = parseCommonInputs(get, example);
+  const joinMethod = parseJoinMethod(get, env);
+  const idTokenEnv = text(get, "id-token-env") ?? DEFAULT_ID_TOKEN_ENV;
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(idTokenEnv)) {
+    throw new InputError("id-token-env", `"${idTokenEnv}" is not an environment variable name`);
+  }
+  return { ...common, joinMethod, idTokenEnv };
+}
+
+/** The raw inputs worth recording for a later refresh: a CA path made absolute. */
+export function recordableInputs(raw: Record<string, string>, cwd = process.cwd()): Record<string, string> {
+  const out = { ...raw };
+  const ca = out.ca?.trim();
+  if (ca !== undefined && !ca.includes("-----BEGIN") && !isAbsolute(ca)) out.ca = resolve(cwd, ca);
+  return out;
 }

@@ -758,3 +758,30 @@ async function withDirLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
     if (dirLocks.get(key) === tail) dirLocks.delete(key);
   }
 }
+
+/** Writes one standalone file (a daemon's state, a key in a storage directory) atomically:
+ *  a temp file created exclusively beside it with the final mode, fsynced, then renamed
+ *  over the target. The target, if present, must be a regular file, never a symlink. */
+export async function writeFileAtomic(path: string, contents: string | Uint8Array, mode = DEFAULT_MODE): Promise<void> {
+  try {
+    const st = await lstat(path);
+    if (!st.isFile()) throw new UnsafePathError(path, "exists and is not a regular file (a symlink?)");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+  const tmp = `${path}.tmp-${randomBytes(6).toString("hex")}`;
+  const fh = await open(tmp, CREATE_FLAGS, mode);
+  try {
+    await fh.writeFile(contents);
+    if (!IS_WINDOWS) await fh.chmod(mode);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}

@@ -1,10 +1,19 @@
 // Everything a joining job does, independent of how it was started (Action, CLI, hook):
-// generate keys, join with retries, and write every requested output into one fresh
-// private directory, all or nothing.
-import { rmdir } from "node:fs/promises";
-import { join } from "node:path";
+// generate keys, join with retries, and write every requested output into one private
+// directory, all or nothing: a fresh one under a parent (the Action, hooks), one the user
+// names (`--out`, which must not exist or be empty), or, for a refresh, the directory of
+// an earlier join whose files are replaced atomically in place.
+import { chmod, lstat, mkdir, readdir, realpath, rmdir } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import type { JoinMethodName, JoinResponse, OutputType } from "../protocol/join.ts";
-import { createPrivateDir, writeFilesExclusive } from "./files.ts";
+import {
+  createPrivateDir,
+  type FileSpec,
+  MANIFEST_NAME,
+  readManifest,
+  replaceFilesAtomic,
+  writeFilesExclusive,
+} from "./files.ts";
 import { joinWithRetries, type RetryPolicy } from "./join.ts";
 import { generateClientKeys, privateKeyLines } from "./keys.ts";
 import { databaseOutput } from "./outputs/database.ts";
@@ -13,6 +22,7 @@ import { kubernetesOutput } from "./outputs/kubernetes.ts";
 import type { OutputInput, OutputPlan, SummaryRow } from "./outputs/output.ts";
 import { jwtOutput, spiffeX509Output } from "./outputs/spiffe.ts";
 import { sshOutput } from "./outputs/ssh.ts";
+import { sshHostOutput } from "./outputs/sshhost.ts";
 import type { Transport } from "./transport.ts";
 
 export interface JoinConfig {
@@ -27,8 +37,19 @@ export interface JoinConfig {
   spiffePath?: string;
   jwtAudiences?: string[];
   policy: RetryPolicy;
-  /** The fresh output directory is created under this parent. */
-  parentDir: string;
+  /** A fresh output directory is created under this parent (unless targetDir or refreshDir). */
+  parentDir?: string;
+  /** Write into exactly this directory: it must not exist (created 0700) or be empty and ours. */
+  targetDir?: string;
+  /** Replace, atomically and in place, the files an earlier join wrote into this directory. */
+  refreshDir?: string;
+  /** Files written (or replaced) along with the outputs and listed in the manifest. */
+  extraFiles?: (response: JoinResponse) => FileSpec[];
+}
+
+/** The output directory cannot be used: not empty, not ours, a symlink, no earlier join... */
+export class OutputDirError extends Error {
+  override name = "OutputDirError";
 }
 
 export interface JoinDeps {
@@ -58,10 +79,18 @@ const WRITERS: Record<OutputType, (input: OutputInput) => OutputPlan> = {
   kubernetes: kubernetesOutput,
   database: databaseOutput,
   "spiffe-x509": spiffeX509Output,
+  ssh_host: sshHostOutput,
   jwt: jwtOutput,
 };
 
 export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<JoinResult> {
+  // Check the directory before the join spends the ID token.
+  const target = cfg.refreshDir
+    ? await checkRefreshDir(cfg.refreshDir)
+    : cfg.targetDir
+      ? await checkTargetDir(cfg.targetDir)
+      : undefined;
+  if (!target && !cfg.parentDir) throw new Error("joinAndWrite: no parentDir, targetDir or refreshDir");
   const keys = generateClientKeys(`idbot-${cfg.token}`);
   for (const line of privateKeyLines(keys)) deps.onSecret?.(line);
   // The ssh output needs the identity's key files, so identity is always written.
@@ -91,17 +120,27 @@ export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<Joi
   });
 
   // Plan every file before creating anything, so a failing writer leaves nothing behind.
-  const dir = await createPrivateDir(cfg.parentDir, "idbot-");
+  let dir: string;
+  let created = true;
+  if (target?.kind === "refresh") dir = target.dir;
+  else if (target?.kind === "new") ({ dir, created } = await createTargetDir(target.dir));
+  else dir = await createPrivateDir(cfg.parentDir!, "idbot-");
   let plans: OutputPlan[];
   let written: Record<string, string>;
   try {
     plans = outputs.map((o) => WRITERS[o]({ dir, response, keys, sshHosts: cfg.sshHosts }));
-    written = await writeFilesExclusive(
-      dir,
-      plans.flatMap((p) => p.files.map((f) => ({ ...f, mode: 0o600 }))),
-    );
+    const files = [...plans.flatMap((p) => p.files), ...(cfg.extraFiles?.(response) ?? [])].map((f) => ({
+      ...f,
+      mode: f.mode ?? 0o600,
+    }));
+    if (target?.kind === "refresh") {
+      checkSameFiles(dir, target.files, files);
+      written = await replaceFilesAtomic(dir, files);
+    } else {
+      written = await writeFilesExclusive(dir, files);
+    }
   } catch (e) {
-    await rmdir(dir).catch(() => {});
+    if (target?.kind !== "refresh" && created) await rmdir(dir).catch(() => {});
     throw e;
   }
   const abs = (rel: string) => (rel === "" ? dir : join(dir, rel));
@@ -109,7 +148,8 @@ export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<Joi
     dir,
     response,
     outputs: {},
-    env: {},
+    // The join's directory itself, for `idbot status/certs/cleanup` and `join --refresh`.
+    env: { IDBOT_DIR: dir },
     files: Object.values(written),
     summary: [],
   };
@@ -121,4 +161,87 @@ export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<Joi
     for (const row of p.summary) result.summary.push({ ...row, path: abs(row.path) });
   }
   return result;
+}
+
+type Target = { kind: "new"; dir: string } | { kind: "refresh"; dir: string; files: string[] };
+
+/** `--out DIR`: absent (its parent must exist) or an empty real directory of ours. */
+async function checkTargetDir(raw: string): Promise<Target> {
+  const abs = resolve(raw);
+  let parent: string;
+  try {
+    parent = await realpath(dirname(abs));
+  } catch {
+    throw new OutputDirError(`cannot create ${abs}: its parent directory ${dirname(abs)} does not exist`);
+  }
+  const dir = join(parent, basename(abs));
+  const st = await lstat(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return undefined;
+    throw e;
+  });
+  if (st !== undefined) await checkEmptyOwnDir(dir, st);
+  return { kind: "new", dir };
+}
+
+async function checkEmptyOwnDir(dir: string, st: Awaited<ReturnType<typeof lstat>>): Promise<void> {
+  if (st.isSymbolicLink()) throw new OutputDirError(`${dir} is a symbolic link; give a real directory`);
+  if (!st.isDirectory()) throw new OutputDirError(`${dir} exists and is not a directory`);
+  const uid = process.platform === "win32" ? undefined : process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    throw new OutputDirError(`${dir} is owned by uid ${st.uid}, not by this user (uid ${uid})`);
+  }
+  const entries = await readdir(dir);
+  if (entries.length > 0) {
+    throw new OutputDirError(
+      `${dir} is not empty (${entries.slice(0, 3).join(", ")}${entries.length > 3 ? ", ..." : ""}): idbot never writes into a directory holding other files. Give a new directory, or refresh an earlier join's directory with --refresh.`,
+    );
+  }
+}
+
+async function createTargetDir(dir: string): Promise<{ dir: string; created: boolean }> {
+  let created = false;
+  try {
+    await mkdir(dir, { mode: 0o700 });
+    created = true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  }
+  await checkEmptyOwnDir(dir, await lstat(dir));
+  if (process.platform !== "win32") await chmod(dir, 0o700);
+  return { dir, created };
+}
+
+/** `--refresh DIR`: a real directory of ours holding an idbot manifest. */
+async function checkRefreshDir(raw: string): Promise<Target> {
+  const dir = resolve(raw);
+  const st = await lstat(dir).catch(() => undefined);
+  if (st === undefined) throw new OutputDirError(`${dir} does not exist: nothing to refresh`);
+  if (st.isSymbolicLink()) throw new OutputDirError(`${dir} is a symbolic link; give the real directory`);
+  if (!st.isDirectory()) throw new OutputDirError(`${dir} is not a directory`);
+  const real = await realpath(dir);
+  const manifest = await readManifest(real);
+  if (manifest === undefined) {
+    throw new OutputDirError(
+      `${dir} holds no ${MANIFEST_NAME}: --refresh only replaces files an idbot join wrote`,
+    );
+  }
+  return { kind: "refresh", dir: real, files: manifest.files };
+}
+
+/** A refresh replaces exactly the files of the earlier join: same outputs, same names. */
+function checkSameFiles(dir: string, listed: string[], files: FileSpec[]): void {
+  const planned = new Set(files.map((f) => f.path));
+  const before = new Set(listed);
+  const extra = [...planned].filter((p) => !before.has(p));
+  const gone = [...before].filter((p) => !planned.has(p));
+  if (extra.length > 0 || gone.length > 0) {
+    throw new OutputDirError(
+      `refreshing ${dir} would change which files it holds (${[
+        ...extra.map((p) => `new ${p}`),
+        ...gone.map((p) => `no ${p}`),
+      ].join(
+        ", ",
+      )}): a refresh replaces the same files in place. Keep the original outputs, or join into a new directory.`,
+    );
+  }
 }

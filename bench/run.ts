@@ -1,0 +1,438 @@
+// `npm run bench`: join throughput and latency of one `idbot serve` (embedded SQLite), its
+// memory, the crypto floor of a join, and the Action main step's wall time. Everything runs
+// on 127.0.0.1; the figures are printed (a table, then one `BENCH_JSON {...}` line), never
+// asserted: the exit code only says whether the bench itself crashed.
+//
+// Rows are data (LEVELS below): a later row with other `outputs`, or a second service on
+// PostgreSQL, is one more entry with its own target.
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { type FakeGitHub, startFakeGitHub } from "../test/helpers/fake-github.ts";
+import { type Service, startService } from "../test/helpers/service.ts";
+import { createTestTlsCA } from "../test/helpers/testca.ts";
+import { type StepTiming, timeMainStep, timeNodeStartup } from "./action.ts";
+import { type CryptoFloor, measureCryptoFloor } from "./crypto.ts";
+import { type JoinBody, type LoadResult, runLoad } from "./load.ts";
+import { benchResources, clientPublicKeys } from "./setup.ts";
+import { createIssuer, mintTokens, TokenPool } from "./tokens.ts";
+
+// ---------------------------------------------------------------------------------------
+// Settings (env overrides for quick experiments; defaults keep the whole bench under ~2 min)
+
+const num = (name: string, fallback: number) => {
+  const v = process.env[name];
+  return v !== undefined && v !== "" && Number.isFinite(Number(v)) ? Number(v) : fallback;
+};
+const DURATION_MS = num("BENCH_DURATION_MS", 5000);
+const WARMUP_MS = num("BENCH_WARMUP_MS", 1000);
+/** Upper bound on the tokens ready for one level (RSA-2048 signing: ~1,100 tokens/s with 2 workers here). */
+const MAX_TOKENS = num("BENCH_MAX_TOKENS", 40_000);
+const ACTION_RUNS = num("BENCH_ACTION_RUNS", 10);
+/** Tokens ready before a level = fastest rate seen so far x this x (warm-up + duration). */
+const TOKEN_MARGIN = 2.5;
+
+interface Level {
+  name: string;
+  concurrency: number;
+  outputs: string[];
+}
+const LEVELS: Level[] = [
+  { name: "c=1", concurrency: 1, outputs: ["identity", "ssh"] },
+  { name: "c=16", concurrency: 16, outputs: ["identity", "ssh"] },
+  { name: "c=64", concurrency: 64, outputs: ["identity", "ssh"] },
+];
+
+const TARGET = { joinsPerS: 2000, p99MsAt64: 25, rssMb: 150, mainStepMs: 300 };
+
+// ---------------------------------------------------------------------------------------
+
+interface ProcMemory {
+  rssMb: number;
+  hwmMb: number;
+}
+
+function procMemory(pid: number): ProcMemory {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+  return { rssMb: kb("VmRSS") / 1024, hwmMb: kb("VmHWM") / 1024 };
+}
+
+/** utime + stime of a process, in ms (from /proc/PID/stat; clock ticks are 10 ms on Linux). */
+function procCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+interface LevelRow extends LoadResult {
+  name: string;
+  outputs: string[];
+  /** CPU the service process used per completed join (all phases of the level, warm-up included). */
+  serviceCpuUsPerJoin: number;
+  /** The service's CPU use over the level, in cores (1.0 = one core saturated). */
+  serviceCores: number;
+  /** CPU the bench process (load generator) used per join. */
+  clientCpuUsPerJoin: number;
+}
+
+async function runLevel(
+  svc: Service,
+  level: Level,
+  pool: TokenPool,
+  body: Omit<JoinBody, "outputs">,
+): Promise<LevelRow> {
+  const pid = svc.proc.pid!;
+  const cpu0 = procCpuMs(pid);
+  const me0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const before = pool.remaining;
+  const r = await runLoad({
+    url: svc.url,
+    concurrency: level.concurrency,
+    durationMs: DURATION_MS,
+    warmupMs: WARMUP_MS,
+    tokens: pool,
+    body: { ...body, outputs: level.outputs },
+  });
+  const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const used = before - pool.remaining;
+  const svcMs = procCpuMs(pid) - cpu0;
+  const me = process.cpuUsage(me0);
+  return {
+    ...r,
+    name: level.name,
+    outputs: level.outputs,
+    serviceCpuUsPerJoin: (svcMs * 1000) / used,
+    serviceCores: svcMs / 1000 / wallS,
+    clientCpuUsPerJoin: (me.user + me.system) / used,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+
+const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-");
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "-");
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : "-");
+const mark = (ok: boolean) => (ok ? "PASS" : "MISS");
+
+function table(head: string[], rows: string[][]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  ");
+  return [line(head), w.map((n) => "-".repeat(n)).join("  "), ...rows.map(line)].join("\n");
+}
+
+function report(r: {
+  levels: LevelRow[];
+  idleMemory: ProcMemory;
+  memory: ProcMemory;
+  crypto: CryptoFloor;
+  mainStep: StepTiming;
+  nodeStartup: StepTiming;
+  minted: number;
+  mintS: number;
+  loadBefore: number;
+  loadAfter: number;
+}): void {
+  const peak = Math.max(...r.levels.map((l) => l.joinsPerS));
+  const at64 = r.levels.find((l) => l.concurrency === 64);
+  const ratio = peak / r.crypto.floorJoinsPerS;
+  const out: string[] = [];
+  out.push("");
+  out.push(
+    `idbot serve (embedded SQLite), one process, POST /v1/join, ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warm-up`,
+  );
+  out.push(
+    table(
+      [
+        "level",
+        "joins/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "ok",
+        "errors",
+        "svc cores",
+        "svc µs/join",
+        "client µs/join",
+      ],
+      r.levels.map((l) => [
+        `${l.name}${l.ranOutOfTokens ? " (tokens ran out)" : ""}`,
+        f0(l.joinsPerS),
+        f2(l.p50Ms),
+        f2(l.p90Ms),
+        f2(l.p99Ms),
+        f2(l.maxMs),
+        f0(l.completed),
+        f0(l.errors),
+        f2(l.serviceCores),
+        f0(l.serviceCpuUsPerJoin),
+        f0(l.clientCpuUsPerJoin),
+      ]),
+    ),
+  );
+  for (const l of r.levels) for (const e of l.errorSamples) out.push(`  ${l.name} error: ${e}`);
+  out.push(
+    "  svc cores: the service's CPU over the level (1.00 = one core busy; below 1 at c=64 = waiting, e.g. on SQLite I/O);",
+  );
+  out.push("  svc/client µs/join: CPU of the service / of this load generator per join, warm-up included.");
+  out.push("");
+  const c = r.crypto;
+  const k = c.contended;
+  out.push(
+    "crypto floor of one join (this process, median µs; 'contended' = other vCPU kept busy, as during the runs)",
+  );
+  out.push(
+    table(
+      ["operation", "idle", "contended"],
+      [
+        ["RS256 ID token verify (jose jwtVerify, local JWKS)", f1(c.rs256VerifyUs), f1(k.rs256VerifyUs)],
+        ["ECDSA P-256 sign, 300 B (X.509 leaf)", f1(c.p256SignUs), f1(k.p256SignUs)],
+        ["Ed25519 sign, 300 B (SSH certificate)", f1(c.ed25519SignUs), f1(k.ed25519SignUs)],
+        ["sum", f1(c.sumUs), f1(k.sumUs)],
+        ["=> floor, joins/s per core", f0(c.floorJoinsPerS), f0(k.floorJoinsPerS)],
+        [`measured peak ${f0(peak)} joins/s ÷ floor`, f2(ratio), f2(peak / k.floorJoinsPerS)],
+        [
+          "  reference: RS256 verify with node:crypto.verify (sync, cached KeyObject)",
+          f1(c.rs256NodeVerifyUs),
+          f1(k.rs256NodeVerifyUs),
+        ],
+      ],
+    ),
+  );
+  out.push("");
+  out.push("targets (informational)");
+  out.push(
+    table(
+      ["figure", "measured", "target", ""],
+      [
+        ["peak joins/s, one process", f0(peak), `>= ${f0(TARGET.joinsPerS)}`, mark(peak >= TARGET.joinsPerS)],
+        [
+          "p99 at c=64 (ms)",
+          f2(at64?.p99Ms ?? Number.NaN),
+          `< ${TARGET.p99MsAt64}`,
+          mark((at64?.p99Ms ?? Number.POSITIVE_INFINITY) < TARGET.p99MsAt64),
+        ],
+        [
+          `service RSS after runs (MB; idle ${f1(r.idleMemory.rssMb)}, peak HWM ${f1(r.memory.hwmMb)})`,
+          f1(r.memory.rssMb),
+          `< ${TARGET.rssMb}`,
+          mark(r.memory.rssMb < TARGET.rssMb),
+        ],
+        [
+          `Action main step, median of ${r.mainStep.runs} (ms; min ${r.mainStep.minMs}, max ${r.mainStep.maxMs})`,
+          f0(r.mainStep.medianMs),
+          `< ${TARGET.mainStepMs}`,
+          mark(r.mainStep.medianMs < TARGET.mainStepMs),
+        ],
+        [
+          `  for reference: node -e 0, median of ${r.nodeStartup.runs} (ms)`,
+          f0(r.nodeStartup.medianMs),
+          "",
+          "",
+        ],
+      ],
+    ),
+  );
+  out.push(
+    `(${cpus().length} CPUs; 1-min load average ${f2(r.loadBefore)} before, ${f2(r.loadAfter)} after: anything else running on the box skews every figure)`,
+  );
+  out.push(`(${f0(r.minted)} ID tokens pre-minted in ${f1(r.mintS)} s, RS256, 2 worker threads)`);
+  out.push("");
+  console.log(out.join("\n"));
+
+  const json = {
+    levels: r.levels.map((l) => ({
+      name: l.name,
+      concurrency: l.concurrency,
+      outputs: l.outputs,
+      joins_per_s: Math.round(l.joinsPerS),
+      p50_ms: +l.p50Ms.toFixed(3),
+      p90_ms: +l.p90Ms.toFixed(3),
+      p99_ms: +l.p99Ms.toFixed(3),
+      max_ms: +l.maxMs.toFixed(3),
+      completed: l.completed,
+      errors: l.errors,
+      elapsed_s: +l.elapsedS.toFixed(3),
+      ran_out_of_tokens: l.ranOutOfTokens,
+      service_cores: +l.serviceCores.toFixed(3),
+      service_cpu_us_per_join: Math.round(l.serviceCpuUsPerJoin),
+      client_cpu_us_per_join: Math.round(l.clientCpuUsPerJoin),
+    })),
+    memory: {
+      idle_rss_mb: +r.idleMemory.rssMb.toFixed(1),
+      rss_mb: +r.memory.rssMb.toFixed(1),
+      hwm_mb: +r.memory.hwmMb.toFixed(1),
+    },
+    crypto: {
+      rs256_verify_us: +r.crypto.rs256VerifyUs.toFixed(1),
+      p256_sign_us: +r.crypto.p256SignUs.toFixed(1),
+      ed25519_sign_us: +r.crypto.ed25519SignUs.toFixed(1),
+      sum_us: +r.crypto.sumUs.toFixed(1),
+      floor_joins_per_s: Math.round(r.crypto.floorJoinsPerS),
+      peak_over_floor: +ratio.toFixed(3),
+      rs256_node_verify_us: +r.crypto.rs256NodeVerifyUs.toFixed(1),
+      contended: {
+        rs256_verify_us: +r.crypto.contended.rs256VerifyUs.toFixed(1),
+        p256_sign_us: +r.crypto.contended.p256SignUs.toFixed(1),
+        ed25519_sign_us: +r.crypto.contended.ed25519SignUs.toFixed(1),
+        sum_us: +r.crypto.contended.sumUs.toFixed(1),
+        floor_joins_per_s: Math.round(r.crypto.contended.floorJoinsPerS),
+        peak_over_floor: +(peak / r.crypto.contended.floorJoinsPerS).toFixed(3),
+        rs256_node_verify_us: +r.crypto.contended.rs256NodeVerifyUs.toFixed(1),
+      },
+    },
+    main_step_ms: {
+      median: r.mainStep.medianMs,
+      min: r.mainStep.minMs,
+      max: r.mainStep.maxMs,
+      runs: r.mainStep.runs,
+    },
+    node_startup_ms: { median: r.nodeStartup.medianMs, min: r.nodeStartup.minMs, max: r.nodeStartup.maxMs },
+    box: {
+      cpus: cpus().length,
+      loadavg_before: +r.loadBefore.toFixed(2),
+      loadavg_after: +r.loadAfter.toFixed(2),
+    },
+    targets: {
+      joins_per_s: { target: TARGET.joinsPerS, measured: Math.round(peak), pass: peak >= TARGET.joinsPerS },
+      p99_ms_at_64: {
+        target: TARGET.p99MsAt64,
+        measured: at64 ? +at64.p99Ms.toFixed(3) : null,
+        pass: (at64?.p99Ms ?? Infinity) < TARGET.p99MsAt64,
+      },
+      rss_mb: {
+        target: TARGET.rssMb,
+        measured: +r.memory.rssMb.toFixed(1),
+        pass: r.memory.rssMb < TARGET.rssMb,
+      },
+      main_step_ms: {
+        target: TARGET.mainStepMs,
+        measured: r.mainStep.medianMs,
+        pass: r.mainStep.medianMs < TARGET.mainStepMs,
+      },
+    },
+  };
+  console.log(`BENCH_JSON ${JSON.stringify(json)}`);
+}
+
+// ---------------------------------------------------------------------------------------
+
+const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+
+async function main(): Promise<void> {
+  const loadBefore = loadavg()[0]!;
+  const work = await mkdtemp(join(tmpdir(), "idbot-bench-"));
+  let github: FakeGitHub | undefined;
+  let svc: Service | undefined;
+  let serviceTail = "";
+  try {
+    log("setting up: test CA, fake GitHub issuer, ID token issuer key");
+    const ca = await createTestTlsCA(join(work, "ca"));
+    github = await startFakeGitHub({ tlsCertFile: ca.serverCertFile, tlsKeyFile: ca.serverKeyFile });
+    const issuer = createIssuer();
+
+    svc = await startService({
+      resources: benchResources(issuer, github.host),
+      env: { NODE_EXTRA_CA_CERTS: ca.caFile },
+    });
+    // The helper keeps the whole stderr (three JSON log lines per join); keep a bounded tail instead.
+    svc.proc.stderr!.removeAllListeners("data");
+    svc.proc.stderr!.on("data", (d: Buffer) => {
+      serviceTail = (serviceTail + d.toString("utf8")).slice(-8000);
+    });
+    const pid = svc.proc.pid!;
+    log(`service ${svc.url} (pid ${pid})`);
+
+    log("crypto floor");
+    const crypto = await measureCryptoFloor(issuer, svc.url);
+
+    const keys = clientPublicKeys();
+    const body = { token: "bench", sshPublicKey: keys.ssh, tlsPublicPem: keys.tls };
+    const idleMemory = procMemory(pid);
+
+    // Tokens are minted outside the timed runs: a short c=16 calibration run (which also
+    // warms the service up) gives the first rate estimate, each level then tops the pool up
+    // for the fastest rate seen so far, with a margin. A level that still runs dry stops
+    // early and is flagged.
+    let minted = 0;
+    let mintS = 0;
+    const topUp = async (count: number) => {
+      const want = Math.min(MAX_TOKENS, count) - pool.remaining;
+      if (want <= 0) return;
+      const t0 = process.hrtime.bigint();
+      pool.add(await mintTokens(issuer, { count: want, audience: svc!.url }));
+      mintS += Number(process.hrtime.bigint() - t0) / 1e9;
+      minted += want;
+    };
+    const pool = new TokenPool([]);
+    await topUp(3000);
+    const calib = await runLoad({
+      url: svc.url,
+      concurrency: 16,
+      durationMs: 1000,
+      warmupMs: 500,
+      tokens: pool,
+      body: { ...body, outputs: ["identity", "ssh"] },
+    });
+    if (calib.completed === 0)
+      throw new Error(`calibration run failed: ${calib.errorSamples.join("; ")}\n${serviceTail}`);
+    log(`calibration: ${Math.round(calib.joinsPerS)} joins/s at c=16`);
+    let rate = calib.joinsPerS;
+    const perLevelS = (DURATION_MS + WARMUP_MS) / 1000;
+
+    const levels: LevelRow[] = [];
+    for (const level of LEVELS) {
+      await topUp(Math.ceil(rate * TOKEN_MARGIN * perLevelS));
+      log(`load ${level.name} (${pool.remaining} tokens ready)`);
+      const row = await runLevel(svc, level, pool, body);
+      levels.push(row);
+      if (Number.isFinite(row.joinsPerS)) rate = Math.max(rate, row.joinsPerS);
+    }
+    const memory = procMemory(pid);
+
+    log(`Action main step x${ACTION_RUNS}`);
+    const mainStep = await timeMainStep({
+      serviceUrl: svc.url,
+      tokenName: "bench-action",
+      github,
+      caFile: ca.caFile,
+      workDir: join(work, "action"),
+      runs: ACTION_RUNS,
+    });
+    const nodeStartup = await timeNodeStartup(ACTION_RUNS);
+
+    report({
+      levels,
+      idleMemory,
+      memory,
+      crypto,
+      mainStep,
+      nodeStartup,
+      minted,
+      mintS,
+      loadBefore,
+      loadAfter: loadavg()[0]!,
+    });
+  } catch (e) {
+    if (serviceTail) log(`service stderr (tail):\n${serviceTail}`);
+    throw e;
+  } finally {
+    if (svc) {
+      await svc.stop();
+      await rm(dirname(svc.dataDir), { recursive: true, force: true });
+    }
+    await github?.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exitCode = 1;
+});
