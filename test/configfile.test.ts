@@ -134,14 +134,32 @@ outputs:
     assert.equal(c.values["id-token-env"], "CI_JOB_JWT");
   });
 
-  test("storage and oneshot: true are tbot fields idbot accepts (storage with a warning)", () => {
+  test("the daemon's fields: storage (bound keypair), oneshot, renewal settings, on_renew", () => {
     const c = parse(`version: v2
 oneshot: true
-onboarding: { join_method: github, token: t }
+onboarding:
+  join_method: bound_keypair
+  token: edge
+  bound_keypair: { registration_secret: s3cret-s3cret-s3cret }
 storage: { type: directory, path: /var/lib/teleport/bot }
 server: https://idbot.example.com
+certificate_ttl: 1h
+renewal_interval: 40m
+retry_interval: 1m
+max_retries: 5
+on_renew: systemctl reload nginx
+outputs:
+  - type: ssh_host
+    host_key: /etc/ssh/ssh_host_ed25519_key.pub
+    destination: { type: directory, path: /etc/ssh/idbot }
 `);
-    assert.match(c.warnings[0]!, /^idbot\.yaml:4: storage is ignored/);
+    assert.equal(c.values.storage, "/var/lib/teleport/bot");
+    assert.equal(c.values["join-method"], "bound_keypair");
+    assert.equal(c.values["registration-secret"], "s3cret-s3cret-s3cret");
+    assert.equal(c.values.outputs, "ssh_host");
+    assert.equal(c.values["ssh-host-key"], "/etc/ssh/ssh_host_ed25519_key.pub");
+    assert.deepEqual(c.daemon, { oneshot: true, renewalIntervalSeconds: 2400, retryIntervalSeconds: 60, maxRetries: 5, onRenew: "systemctl reload nginx" });
+    assert.deepEqual(c.warnings, []);
   });
 });
 
@@ -150,7 +168,7 @@ describe("config file: errors name the field and its line", () => {
     "version: v2\nonboarding: { join_method: github, token: t }\nserver: https://idbot.example.com\n";
 
   test("unknown fields, at any depth", () => {
-    rejects(`${head}renewal_interval: 20m\n`, /^idbot\.yaml:4: unknown field "renewal_interval"$/);
+    rejects(`${head}renewal_intervall: 20m\n`, /^idbot\.yaml:4: unknown field "renewal_intervall"$/);
     rejects(
       `${head}outputs:\n  - type: identity\n    destination:\n      type: directory\n      path: /x\n      symlinks: secure\n`,
       /^idbot\.yaml:9: unknown field "outputs\[0\]\.destination\.symlinks"$/,
@@ -187,7 +205,8 @@ describe("config file: errors name the field and its line", () => {
       /idbot\.yaml:1: version: version must be "v2"/,
     );
     rejects(`${head}auth_server: other:443\n`, /idbot\.yaml:4: auth_server: give the service address once/);
-    rejects(`${head}oneshot: false\n`, /idbot\.yaml:4: oneshot: idbot join always runs once/);
+    rejects(`${head}max_retries: -1\n`, /idbot\.yaml:4: max_retries: /);
+    rejects(`${head}storage: { type: memory }\n`, /idbot\.yaml:4: storage\.type: storage type must be "directory"/);
     rejects(
       `${head}outputs:\n  - type: kubernetes\n    kubernetes_cluster: a\n  - type: kubernetes\n    kubernetes_cluster: b\n`,
       /idbot\.yaml:8: outputs\[1\]\.kubernetes_cluster: "b" conflicts with "a" from outputs\[0\]\.kubernetes_cluster \(idbot\.yaml:6\)/,

@@ -7,6 +7,7 @@ import { explainCommand } from "./explain.ts";
 import { hookCommand } from "./hook.ts";
 import { joinCommand } from "./join.ts";
 import { serveCommand } from "./serve.ts";
+import { installCommand, startCommand } from "./start.ts";
 import { certsCommand, statusCommand } from "./status.ts";
 
 declare const IDBOT_VERSION: string | undefined;
@@ -23,9 +24,11 @@ Commands:
   certs      list the certificates in a join's directory
   cleanup    remove what a join wrote
   hook       self-hosted GitHub runner job hooks (job-started, job-completed)
-  serve      run the join service (embedded store)
+  start      run as a daemon on a long-lived machine: join, renew, rejoin (-c idbot.yaml)
+  install    install the daemon as a service (systemd)
+  serve      run the join service (embedded SQLite store, or PostgreSQL with --database)
   explain    evaluate a CI ID token against a join token's allow rules, offline
-  admin      operator commands (sign-host)
+  admin      operator commands (tokens, bot-instances, apply, audit, sign-host, rotate-jwt)
   version    print the version
 
 Run "idbot <command> --help" for options and an example.
@@ -37,6 +40,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   certs: certsCommand,
   cleanup: cleanupCommand,
   hook: hookCommand,
+  start: startCommand,
+  install: installCommand,
   serve: serveCommand,
   explain: explainCommand,
   admin: adminCommand,

@@ -21,10 +21,12 @@ import { ConfigFileError, type FileConfig, loadConfigFile } from "../client/conf
 import { ManifestError, UnsafePathError } from "../client/files.ts";
 import { JoinFailure } from "../client/join.ts";
 import { JOIN_RECORD_NAME, JoinRecordError, joinRecordFile, readJoinRecord } from "../client/record.ts";
-import { type JoinResult, joinAndWrite, OutputDirError } from "../client/run.ts";
+import { renewProof } from "../client/renew.ts";
+import { type JoinDeps, type JoinResult, joinAndWrite, OutputDirError } from "../client/run.ts";
 import { actionsIdTokenSource, NoOidcPermissionError } from "../client/sources/actions-token.ts";
 import { envIdTokenSource, IdTokenError } from "../client/sources/env.ts";
-import { InsecureUrlError, nodeTransport } from "../client/transport.ts";
+import { boundKeypairProof, writeJoinState } from "../client/sources/keypair.ts";
+import { InsecureUrlError, nodeTransport, type Transport } from "../client/transport.ts";
 import { CliError, EXIT, parseCommand, say } from "./args.ts";
 
 const USAGE = `
@@ -43,10 +45,12 @@ Options:
   --server URL               the idbot service (https://; http:// only for loopback)
   --token NAME               the join token resource on the service
   --join-method METHOD       github (default in GitHub Actions), gitlab (default in
-                             GitLab CI) or oidc
+                             GitLab CI), oidc, token (a one-time secret from
+                             idbot admin tokens add) or bound_keypair
   --id-token-env VAR         variable holding the ID token for gitlab/oidc (IDBOT_ID_TOKEN)
   --audience AUD             audience of the GitHub ID token (default: the server URL)
-  --outputs LIST             identity,ssh (default), kubernetes, database, spiffe-x509, jwt
+  --outputs LIST             identity,ssh (default), kubernetes, database, spiffe-x509, jwt,
+                             ssh_host
   --ssh-hosts LIST           host patterns for ssh_config and known_hosts (default *)
   --certificate-ttl DUR      requested certificate lifetime (e.g. 30m; default 1h)
   --kubernetes-cluster NAME  kube_cluster resource for the kubernetes output
@@ -55,13 +59,18 @@ Options:
   --database-name NAME       database name for the connection string
   --spiffe-path PATH         SPIFFE ID path for spiffe-x509 and jwt
   --jwt-audience LIST        audiences of the JWT-SVID (jwt output)
+  --ssh-host-key FILE.pub    this host's public key, for the ssh_host output
+  --storage DIR              bound_keypair: the bound key and join state live here (0700)
+  --registration-secret S    bound_keypair: the one-time secret of the first join
   --retries N                retries on network errors, 429 and 5xx (default 4)
   --attempt-timeout DUR      timeout of one attempt (default 10s)
   --deadline DUR             deadline for all attempts (default 60s)
   --ca PEM|FILE              CA to trust for the service's HTTPS instead of the system roots
   --out DIR                  write here; DIR must not exist or be empty (IDBOT_OUT)
-  --refresh DIR              join again and replace DIR's certificates atomically in place,
-                             with the settings recorded there (flags override them)
+  --refresh DIR              new certificates in place, atomically, with the settings
+                             recorded there (flags override them): a fresh ID token for
+                             CI methods; a renewal with the current certificate for
+                             token and bound_keypair machines
   -c, --config FILE          tbot-style config file (version: v2) (IDBOT_CONFIG)
   --format text|json         json prints dir, outputs, env, expires_at, bot_instance_id
 
@@ -78,6 +87,9 @@ Examples:
     --outputs identity,ssh,kubernetes --kubernetes-cluster prod --out "$CI_PROJECT_DIR/.idbot"
 
   idbot join --refresh "$CI_PROJECT_DIR/.idbot"
+
+  # A machine, with a one-time secret from the operator (idbot admin tokens add)
+  idbot join --server https://idbot.example.com --join-method token --token "$SECRET" --out /var/lib/idbot
 `;
 
 export const cliExample: ExampleFormatter = (pairs) =>
@@ -99,6 +111,9 @@ export interface PerformJoinOptions {
   parentDir: string;
   /** The hooks ignore IDBOT_OUT and destinations: they always write under RUNNER_TEMP. */
   ignoreOut?: boolean;
+  /** Refresh by joining with the join method even where renewal would do (the daemon's
+   *  fallback once renewals keep failing). */
+  forceJoin?: boolean;
 }
 
 export interface JoinOutcome {
@@ -148,16 +163,10 @@ export async function performJoin(opts: PerformJoinOptions): Promise<JoinOutcome
       if (targetDir === undefined && file?.outConflict) throw new ConfigFileError(file.outConflict);
     }
 
-    let getIdToken: (attempt: number) => Promise<string>;
-    if (inputs.joinMethod === "github") {
-      getIdToken = actionsIdTokenSource(inputs.audience, opts.env);
-    } else {
-      getIdToken = envIdTokenSource({
-        variable: inputs.idTokenEnv,
-        method: inputs.joinMethod,
-        env: opts.env,
-      });
-    }
+    const transport = nodeTransport({ caPem: inputs.caPem });
+    const proof = await proofFor(inputs, opts, transport, (token) => {
+      claims ??= claimsOf(token, inputs.joinMethod);
+    });
     const settings = recordableInputs({ ...layered.resolved(), "join-method": inputs.joinMethod });
     const result = await joinAndWrite(
       {
@@ -168,21 +177,71 @@ export async function performJoin(opts: PerformJoinOptions): Promise<JoinOutcome
         extraFiles: (response) => [joinRecordFile(settings, inputs.joinMethod, response)],
       },
       {
-        getIdToken: async (attempt) => {
-          const token = await getIdToken(attempt);
-          claims ??= claimsOf(token, inputs.joinMethod);
-          return token;
-        },
-        transport: nodeTransport({ caPem: inputs.caPem }),
+        ...proof,
+        transport,
         onRetry: ({ attempt, delayMs, reason }) =>
           say(`idbot: join attempt ${attempt} failed (${reason}); retrying in ${delayMs} ms`),
       },
     );
+    if (inputs.joinMethod === "bound_keypair" && result.response.join_state) {
+      await writeJoinState(inputs.storageDir!, result.response.join_state);
+    }
     return { result, inputs, refreshed: opts.refreshDir !== undefined };
   } catch (e) {
     throw toCliError(e, sourceOf, claims);
   }
 }
+
+/**
+ * How this join proves itself. ID-token methods fetch a token per attempt; a one-time
+ * secret is the token itself; a bound keypair answers a challenge. Refreshing a machine's
+ * identity (token, bound_keypair) renews it with the current certificate instead, since
+ * its one-time proof is spent: only an expired identity needs the join method again.
+ */
+async function proofFor(
+  inputs: CliInputs,
+  opts: PerformJoinOptions,
+  transport: Transport,
+  onIdToken: (token: string) => void,
+): Promise<Pick<JoinDeps, "getIdToken" | "prove" | "path">> {
+  const machine = inputs.joinMethod === "token" || inputs.joinMethod === "bound_keypair";
+  if (machine && opts.refreshDir && !opts.forceJoin) {
+    return { path: "/v1/renew", prove: await renewProof(opts.refreshDir) };
+  }
+  switch (inputs.joinMethod) {
+    case "token":
+      return { prove: async () => ({}) };
+    case "bound_keypair":
+      return {
+        prove: (_attempt, publicKeys) =>
+          boundKeypairProof({
+            server: inputs.server,
+            token: inputs.token,
+            transport,
+            storageDir: inputs.storageDir!,
+            registrationSecret: inputs.registrationSecret,
+            timeoutMs: inputs.policy.attemptTimeoutMs,
+          })(publicKeys),
+      };
+    case "github": {
+      const source = actionsIdTokenSource(inputs.audience, opts.env);
+      return { getIdToken: async () => tap(await source(), onIdToken) };
+    }
+    default: {
+      const source = envIdTokenSource({
+        variable: inputs.idTokenEnv,
+        method: inputs.joinMethod,
+        env: opts.env,
+      });
+      return { getIdToken: async (a) => tap(await source(a), onIdToken) };
+    }
+  }
+}
+
+const tap = <T>(v: T, f: (v: T) => void): T => {
+  f(v);
+  return v;
+};
 
 /** Claims that identify the job and grant nothing: shown with a denial so it can be fixed. */
 const SHOWN_CLAIMS: Record<string, string[]> = {

@@ -39,6 +39,8 @@ export interface CommonInputs {
   database?: { service: string; user: string; name?: string };
   spiffePath?: string;
   jwtAudiences?: string[];
+  /** OpenSSH public key line of this host (ssh_host output). */
+  sshHostKey?: string;
   policy: RetryPolicy;
   caPem?: string;
   exportEnv: boolean;
@@ -134,6 +136,20 @@ export function parseCommonInputs(get: GetInput, example: ExampleFormatter = act
   const dbService = needs("database", "database", "app-db");
   const dbUser = needs("database", "database-user", "ci");
   const jwtAudience = needs("jwt", "jwt-audience", "vault");
+  const sshHostKeyFile = needs("ssh_host", "ssh-host-key", "/etc/ssh/ssh_host_ed25519_key.pub");
+  let sshHostKey: string | undefined;
+  if (sshHostKeyFile !== undefined) {
+    try {
+      sshHostKey = readFileSync(sshHostKeyFile, "utf8").trim();
+    } catch (e) {
+      throw new InputError(
+        "ssh-host-key",
+        `cannot read ${sshHostKeyFile} (${(e as NodeJS.ErrnoException).code ?? "error"})`,
+      );
+    }
+    if (sshHostKey.includes("PRIVATE KEY"))
+      throw new InputError("ssh-host-key", `${sshHostKeyFile} is a private key; give the .pub file`);
+  }
   const ttl = durationSeconds(get, "certificate-ttl");
   if (ttl !== undefined && (ttl <= 0 || ttl > MAX_TTL_SECONDS)) {
     throw new InputError("certificate-ttl", "must be between 1s and 24h");
@@ -158,6 +174,7 @@ export function parseCommonInputs(get: GetInput, example: ExampleFormatter = act
         : undefined,
     spiffePath: text(get, "spiffe-path"),
     jwtAudiences: jwtAudience ? list(get, "jwt-audience") : undefined,
+    sshHostKey,
     policy: {
       retries: Number(retriesText),
       attemptTimeoutMs: attemptTimeout * 1000,
@@ -193,6 +210,9 @@ export const JOIN_INPUTS = [
   "database-name",
   "spiffe-path",
   "jwt-audience",
+  "ssh-host-key",
+  "storage",
+  "registration-secret",
 ] as const;
 export type JoinInputName = (typeof JOIN_INPUTS)[number];
 
@@ -244,14 +264,24 @@ export function envLayer(env: NodeJS.ProcessEnv): InputLayer {
   return { values, label: (input) => envName(input) };
 }
 
-/** Join methods whose proof the CLI knows how to get: a platform-signed ID token. */
-export const CLI_JOIN_METHODS = ["github", "gitlab", "oidc"] as const satisfies readonly JoinMethodName[];
+/** Join methods the CLI can prove: a platform-signed ID token, a one-time secret, a bound keypair. */
+export const CLI_JOIN_METHODS = [
+  "github",
+  "gitlab",
+  "oidc",
+  "token",
+  "bound_keypair",
+] as const satisfies readonly JoinMethodName[];
 export type CliJoinMethod = (typeof CLI_JOIN_METHODS)[number];
 
 export interface CliInputs extends CommonInputs {
   joinMethod: CliJoinMethod;
   /** Environment variable holding the ID token (gitlab, oidc). */
   idTokenEnv: string;
+  /** bound_keypair: the directory holding the bound key and the join state. */
+  storageDir?: string;
+  /** bound_keypair: the one-time registration secret of the first join. */
+  registrationSecret?: string;
 }
 
 /**
@@ -290,12 +320,30 @@ export function parseCliInputs(
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(idTokenEnv)) {
     throw new InputError("id-token-env", `"${idTokenEnv}" is not an environment variable name`);
   }
-  return { ...common, joinMethod, idTokenEnv };
+  const storageDir = text(get, "storage");
+  if (joinMethod === "bound_keypair" && storageDir === undefined) {
+    throw new InputError(
+      "storage",
+      "is required by the bound_keypair join method: the directory holding the bound key (created 0700)",
+    );
+  }
+  return {
+    ...common,
+    joinMethod,
+    idTokenEnv,
+    storageDir: storageDir ? resolve(storageDir) : undefined,
+    registrationSecret: text(get, "registration-secret"),
+  };
 }
 
 /** The raw inputs worth recording for a later refresh: a CA path made absolute. */
 export function recordableInputs(raw: Record<string, string>, cwd = process.cwd()): Record<string, string> {
   const out = { ...raw };
+  // Secrets are never recorded: a one-time join secret and a registration secret work once.
+  delete out["registration-secret"];
+  // The spent secret is replaced by a marker: refreshing renews with the certificate.
+  if (out["join-method"] === "token") out.token = "one-time-secret-spent";
+  if (out.storage !== undefined && !isAbsolute(out.storage)) out.storage = resolve(cwd, out.storage);
   const ca = out.ca?.trim();
   if (ca !== undefined && !ca.includes("-----BEGIN") && !isAbsolute(ca)) out.ca = resolve(cwd, ca);
   return out;

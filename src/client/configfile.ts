@@ -20,6 +20,7 @@ import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { type Document, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
+import { parseDuration } from "../protocol/duration.ts";
 import type { OutputType } from "../protocol/join.ts";
 import { type FieldPath, type FieldProblem, fieldProblems, formatPath } from "../protocol/validation.ts";
 import { CLI_JOIN_METHODS } from "./config.ts";
@@ -71,6 +72,7 @@ const OutputSchema = z.discriminatedUnion(
       ...base,
       spiffe_path: text.optional(),
     }),
+    z.strictObject({ type: z.literal("ssh_host"), ...base, host_key: text }),
     z.strictObject({
       type: z.enum(["workload-identity-jwt", "jwt"]),
       ...base,
@@ -97,6 +99,8 @@ export const ConfigFileSchema = z
       id_token_env: text.optional(),
       /** idbot: the audience of the GitHub ID token (default: the server URL). */
       audience: text.optional(),
+      /** bound_keypair: the one-time registration secret of the first join. */
+      bound_keypair: z.strictObject({ registration_secret: text.optional() }).optional(),
     }),
     server: text.optional(),
     auth_server: text.optional(),
@@ -112,13 +116,21 @@ export const ConfigFileSchema = z
     deadline: duration.optional(),
     ca: text.optional(),
     /** tbot's one-shot mode: idbot join always runs once. */
-    oneshot: z
-      .literal(true, {
-        error: "idbot join always runs once; schedule `idbot join --refresh DIR` to renew",
+    /** true: join once and exit (`idbot start` then behaves like `idbot join`). */
+    oneshot: z.boolean().optional(),
+    /** Where a bound keypair (and its join state) lives. */
+    storage: z
+      .strictObject({
+        type: z.literal("directory", { error: 'storage type must be "directory"' }),
+        path: text,
       })
       .optional(),
-    /** tbot's internal state directory: idbot keeps no state between joins. */
-    storage: z.strictObject({ type: z.enum(["directory", "memory"]), path: text.optional() }).optional(),
+    /** The daemon (`idbot start`): renew every renewal_interval (default 2/3 of the TTL),
+     *  retry every retry_interval up to max_retries, then rejoin; run on_renew after each. */
+    renewal_interval: duration.optional(),
+    retry_interval: duration.optional(),
+    max_retries: z.number().int().min(0).max(1000).optional(),
+    on_renew: text.optional(),
   })
   .superRefine((c, ctx) => {
     const given = (["server", "auth_server", "proxy_server"] as const).filter((k) => c[k] !== undefined);
@@ -131,8 +143,17 @@ export const ConfigFileSchema = z
     }
   });
 
+export interface DaemonSettings {
+  oneshot: boolean;
+  renewalIntervalSeconds?: number;
+  retryIntervalSeconds?: number;
+  maxRetries?: number;
+  onRenew?: string;
+}
+
 export interface FileConfig {
   file: string;
+  daemon: DaemonSettings;
   /** Input name (as in action.yml) → value. */
   values: Record<string, string>;
   /** Input name → "FILE:LINE (field)" for messages. */
@@ -217,6 +238,18 @@ export function parseConfigFile(source: string, file: string, baseDir = dirname(
   if (c.onboarding.id_token_env)
     set("id-token-env", c.onboarding.id_token_env, ["onboarding", "id_token_env"]);
   if (c.onboarding.audience) set("audience", c.onboarding.audience, ["onboarding", "audience"]);
+  if (c.onboarding.bound_keypair?.registration_secret) {
+    set("registration-secret", c.onboarding.bound_keypair.registration_secret, [
+      "onboarding",
+      "bound_keypair",
+      "registration_secret",
+    ]);
+  }
+  if (c.storage)
+    set("storage", isAbsolute(c.storage.path) ? c.storage.path : resolve(baseDir, c.storage.path), [
+      "storage",
+      "path",
+    ]);
   for (const key of ["server", "auth_server", "proxy_server"] as const) {
     const v = c[key];
     if (v !== undefined) set("server", key === "server" ? v : serviceUrl(v), [key]);
@@ -274,6 +307,14 @@ export function parseConfigFile(source: string, file: string, baseDir = dirname(
         outputs.push("spiffe-x509");
         if (o.spiffe_path) set("spiffe-path", o.spiffe_path, p("spiffe_path"));
         break;
+      case "ssh_host":
+        outputs.push("ssh_host");
+        set(
+          "ssh-host-key",
+          isAbsolute(o.host_key) ? o.host_key : resolve(baseDir, o.host_key),
+          p("host_key"),
+        );
+        break;
       case "workload-identity-jwt":
       case "jwt":
         outputs.push("jwt");
@@ -287,7 +328,21 @@ export function parseConfigFile(source: string, file: string, baseDir = dirname(
   if (jwtAudiences.length > 0) set("jwt-audience", [...new Set(jwtAudiences)].join(","), jwtPath!);
   if (errors.length > 0) throw new ConfigFileError(errors.join("\n"));
 
-  const result: FileConfig = { file, values, labels, warnings: [] };
+  const secs = (d: string | undefined) =>
+    d === undefined ? undefined : /^\d+$/.test(d) ? Number(d) : parseDuration(d);
+  const result: FileConfig = {
+    file,
+    values,
+    labels,
+    warnings: [],
+    daemon: {
+      oneshot: c.oneshot ?? false,
+      renewalIntervalSeconds: secs(c.renewal_interval),
+      retryIntervalSeconds: secs(c.retry_interval),
+      maxRetries: c.max_retries,
+      onRenew: c.on_renew,
+    },
+  };
   const dirs = destinations.map((d) => ({
     ...d,
     abs: isAbsolute(d.path) ? d.path : resolve(baseDir, d.path),
@@ -298,11 +353,6 @@ export function parseConfigFile(source: string, file: string, baseDir = dirname(
     result.outConflict = `${at(other.at)}: ${formatPath(other.at)}: "${other.path}" differs from "${first.path}" (${at(first.at)}): idbot writes one join into one directory (identity/, kubernetes/, database/, spiffe/ below it), so every output's destination must name the same directory, or give --out DIR`;
   } else if (first) {
     result.out = { path: first.abs, label: `${formatPath(first.at)} (${at(first.at)})` };
-  }
-  if (c.storage) {
-    result.warnings.push(
-      `${at(["storage"], true)}: storage is ignored: idbot keeps no state between joins (refresh with idbot join --refresh DIR)`,
-    );
   }
   return result;
 }

@@ -35,9 +35,14 @@ export interface RetryPolicy {
 
 export interface JoinCall {
   server: string;
-  request: Omit<JoinRequest, "id_token">;
-  /** Called once per attempt: a fresh token each time (GitLab's source reuses its one). */
-  getIdToken: (attempt: number) => Promise<string>;
+  /** "/v1/join" (default) or "/v1/renew". */
+  path?: string;
+  /** The body without its proof. */
+  request: Omit<JoinRequest, "id_token" | "bound_keypair" | "token" | "join_method"> &
+    Record<string, unknown>;
+  /** The proof of this attempt, merged into the body: a fresh ID token each time (GitLab's
+   *  source reuses its one), a freshly answered challenge, a fresh renewal signature. */
+  prove: (attempt: number) => Promise<Record<string, unknown>>;
   policy: RetryPolicy;
   transport: Transport;
   onRetry?: (info: { attempt: number; delayMs: number; reason: string }) => void;
@@ -78,7 +83,7 @@ export async function joinWithRetries(call: JoinCall): Promise<JoinResponse> {
   const { retries, attemptTimeoutMs, deadlineMs } = call.policy;
   const base = call.policy.baseDelayMs ?? 500;
   const cap = call.policy.maxDelayMs ?? 10_000;
-  const url = `${call.server.replace(/\/+$/, "")}/v1/join`;
+  const url = `${call.server.replace(/\/+$/, "")}${call.path ?? "/v1/join"}`;
   const deadline = now() + deadlineMs;
   let lastReason = "";
 
@@ -93,10 +98,10 @@ export async function joinWithRetries(call: JoinCall): Promise<JoinResponse> {
     }
     let retryDelay: number | undefined;
     try {
-      const idToken = await call.getIdToken(attempt);
+      const proof = await call.prove(attempt);
       const res = await call.transport.postJson(
         url,
-        { ...call.request, id_token: idToken },
+        { ...call.request, ...proof },
         { timeoutMs: Math.min(attemptTimeoutMs, remaining) },
       );
       if (res.status === 200) {

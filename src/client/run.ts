@@ -36,6 +36,7 @@ export interface JoinConfig {
   database?: { service: string; user: string; name?: string };
   spiffePath?: string;
   jwtAudiences?: string[];
+  sshHostKey?: string;
   policy: RetryPolicy;
   /** A fresh output directory is created under this parent (unless targetDir or refreshDir). */
   parentDir?: string;
@@ -53,7 +54,13 @@ export class OutputDirError extends Error {
 }
 
 export interface JoinDeps {
-  getIdToken: (attempt: number) => Promise<string>;
+  /** The ID token of an attempt (github, gitlab, oidc). */
+  getIdToken?: (attempt: number) => Promise<string>;
+  /** Any other proof of an attempt (token: none; bound_keypair: a challenge answer; a
+   *  renewal: the signature of the current identity), given the attempt's public keys. */
+  prove?: (attempt: number, publicKeys: { ssh: string; tls: string }) => Promise<Record<string, unknown>>;
+  /** "/v1/renew" for a renewal; default "/v1/join". */
+  path?: string;
   transport: Transport;
   /** Called with every secret before anything could print it (CI log masking). */
   onSecret?: (secret: string) => void;
@@ -95,23 +102,27 @@ export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<Joi
   for (const line of privateKeyLines(keys)) deps.onSecret?.(line);
   // The ssh output needs the identity's key files, so identity is always written.
   const outputs = [...new Set<OutputType>(["identity", ...cfg.outputs])];
+  const publicKeys = { ssh: keys.sshPublic, tls: keys.tlsPublicPem };
   const response = await joinWithRetries({
     server: cfg.server,
     request: {
-      token: cfg.token,
-      join_method: cfg.joinMethod,
-      public_keys: { ssh: keys.sshPublic, tls: keys.tlsPublicPem },
+      ...(deps.path === "/v1/renew" ? {} : { token: cfg.token, join_method: cfg.joinMethod }),
+      public_keys: publicKeys,
       outputs,
       ...(cfg.ttlSeconds ? { ttl: cfg.ttlSeconds } : {}),
       ...(outputs.includes("kubernetes") ? { kubernetes: { cluster: cfg.kubernetesCluster! } } : {}),
       ...(outputs.includes("database") ? { database: cfg.database! } : {}),
       ...(cfg.spiffePath ? { spiffe: { path: cfg.spiffePath } } : {}),
       ...(outputs.includes("jwt") ? { jwt: { audiences: cfg.jwtAudiences! } } : {}),
+      ...(outputs.includes("ssh_host") ? { ssh_host: { public_key: cfg.sshHostKey! } } : {}),
     },
-    getIdToken: async (attempt) => {
+    path: deps.path,
+    prove: async (attempt) => {
+      if (deps.prove) return deps.prove(attempt, publicKeys);
+      if (!deps.getIdToken) return {};
       const t = await deps.getIdToken(attempt);
       deps.onSecret?.(t);
-      return t;
+      return { id_token: t };
     },
     policy: cfg.policy,
     transport: deps.transport,

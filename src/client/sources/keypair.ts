@@ -1,7 +1,7 @@
 // The proof of a machine with a bound keypair (seed 003): an Ed25519 key generated once in
 // the bot's storage directory (0600, never leaves it), which answers a fresh server
 // challenge at every join, and the join state the last join returned.
-import { generateKeyPairSync, type KeyObject, createPrivateKey, createPublicKey, sign } from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { boundKeypairSigningInput, ChallengeResponseSchema, type JoinRequest } from "../../protocol/join.ts";
@@ -35,7 +35,10 @@ export async function loadOrCreateBoundKey(storageDir: string): Promise<{ key: B
     created = true;
   }
   const privateKey = createPrivateKey(pem);
-  return { key: { privateKey, publicLine: ed25519PublicKeyLine(createPublicKey(privateKey), "idbot-bound-key") }, created };
+  return {
+    key: { privateKey, publicLine: ed25519PublicKeyLine(createPublicKey(privateKey), "idbot-bound-key") },
+    created,
+  };
 }
 
 export async function readJoinState(storageDir: string): Promise<string | undefined> {
@@ -71,11 +74,16 @@ export function boundKeypairProof(opts: {
       try {
         message = (JSON.parse(res.body) as { error: { message: string } }).error.message;
       } catch {}
-      if (res.status >= 500 || res.status === 429) throw Object.assign(new Error(`challenge: ${message}`), { retryable: true });
+      if (res.status >= 500 || res.status === 429)
+        throw Object.assign(new Error(`challenge: ${message}`), { retryable: true });
       throw new JoinFailure("denied", `the service refused a challenge: ${message}`);
     }
     const ch = ChallengeResponseSchema.parse(JSON.parse(res.body));
-    const signature = sign(null, boundKeypairSigningInput(opts.token, ch.challenge_id, ch.nonce, publicKeys), key.privateKey);
+    const signature = sign(
+      null,
+      boundKeypairSigningInput(opts.token, ch.challenge_id, ch.nonce, publicKeys),
+      key.privateKey,
+    );
     const joinState = await readJoinState(opts.storageDir);
     return {
       bound_keypair: {
