@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
-import { CliError, parseCommand, required, say } from "./args.ts";
+import { CliError, parseCommand, required, say, storeFlags } from "./args.ts";
 
 const USAGE = `
 Usage: idbot admin <command> [options]
@@ -13,7 +13,8 @@ Commands:
   sign-host      sign an SSH host certificate with the service's host CA
   rotate-jwt     replace the JWT signing key, keeping the previous one in the JWKS
 
-Every command takes --data-dir DIR (the service's data directory).
+Every command takes --data-dir DIR (the embedded store) or --database postgres://... (the
+store shared by replicas; IDBOT_CA_PASSPHRASE decrypts its CA keys).
 
 Run "idbot admin <command> --help" for a command's options.
 `;
@@ -68,6 +69,7 @@ async function signHost(argv: string[]): Promise<number> {
     argv,
     {
       "data-dir": { type: "string" },
+      database: { type: "string" },
       "host-key": { type: "string" },
       principals: { type: "string" },
       ttl: { type: "string", default: "720h" },
@@ -77,7 +79,7 @@ async function signHost(argv: string[]): Promise<number> {
   );
   if (!args) return 0;
   const v = args.values;
-  const dataDir = required(v["data-dir"], "--data-dir");
+  const dataDir = storeFlags(v["data-dir"], v.database);
   let keyFile = required(v["host-key"], "--host-key");
   const principals = required(v.principals, "--principals")
     .split(",")
@@ -104,11 +106,9 @@ async function signHost(argv: string[]): Promise<number> {
   if (line.includes("PRIVATE KEY")) {
     throw new CliError(`${keyFile} is a private key; give the public key (${keyFile}.pub)`);
   }
-  const { openSqliteStore } = await import("../server/store/sqlite.ts");
   const { Authorities, createAuthorityRecord } = await import("../server/ca/authorities.ts");
   const { writeFileSync } = await import("node:fs");
-  const store = openSqliteStore(dataDir);
-  try {
+  return withStore(dataDir, async (store) => {
     const auth = new Authorities(await store.loadOrCreateCAs((name) => createAuthorityRecord(name, "idbot")));
     const now = Math.floor(Date.now() / 1000);
     let cert: string;
@@ -138,9 +138,7 @@ async function signHost(argv: string[]): Promise<number> {
     );
     process.stdout.write(`${out}\n`);
     return 0;
-  } finally {
-    await store.close();
-  }
+  });
 }
 
 const ROTATE_JWT_USAGE = `
@@ -155,13 +153,15 @@ Example:
 `;
 
 async function rotateJwt(argv: string[]): Promise<number> {
-  const args = parseCommand(argv, { "data-dir": { type: "string" } }, ROTATE_JWT_USAGE);
+  const args = parseCommand(
+    argv,
+    { "data-dir": { type: "string" }, database: { type: "string" } },
+    ROTATE_JWT_USAGE,
+  );
   if (!args) return 0;
-  const dataDir = required(args.values["data-dir"], "--data-dir");
-  const { openSqliteStore } = await import("../server/store/sqlite.ts");
+  const dataDir = storeFlags(args.values["data-dir"], args.values.database);
   const { Authorities, createAuthorityRecord } = await import("../server/ca/authorities.ts");
-  const store = openSqliteStore(dataDir);
-  try {
+  return withStore(dataDir, async (store) => {
     const before = new Authorities(
       await store.loadOrCreateCAs((name) => createAuthorityRecord(name, "idbot")),
     );
@@ -179,18 +179,19 @@ async function rotateJwt(argv: string[]): Promise<number> {
     );
     process.stdout.write(`${next.publicMaterial}\n`);
     return 0;
-  } finally {
-    await store.close();
-  }
+  });
 }
 
 type Store = import("../server/store/store.ts").Store;
 
-async function withStore<T>(dataDir: string, fn: (store: Store) => Promise<T>): Promise<T> {
-  const { openSqliteStore } = await import("../server/store/sqlite.ts");
+async function withStore<T>(
+  where: { dataDir?: string; database?: string },
+  fn: (store: Store) => Promise<T>,
+): Promise<T> {
+  const { openStore } = await import("../server/store/open.ts");
   let store: Store;
   try {
-    store = openSqliteStore(dataDir);
+    store = await openStore(where);
   } catch (e) {
     throw new CliError((e as Error).message);
   }
@@ -230,6 +231,7 @@ async function tokensCommand(argv: string[]): Promise<number> {
     rest,
     {
       "data-dir": { type: "string" },
+      database: { type: "string" },
       bot: { type: "string" },
       ttl: { type: "string", default: "15m" },
       "recovery-limit": { type: "string" },
@@ -246,7 +248,7 @@ async function tokensCommand(argv: string[]): Promise<number> {
     return sub === undefined ? 2 : 0;
   }
   const v = args.values;
-  const dataDir = required(v["data-dir"], "--data-dir");
+  const dataDir = storeFlags(v["data-dir"], v.database);
   const name = args.positionals[0];
   return withStore(dataDir, async (store) => {
     switch (sub) {
@@ -263,8 +265,22 @@ async function tokensCommand(argv: string[]): Promise<number> {
         const { secret, id } = newJoinSecret();
         const now = new Date();
         const expiresAt = new Date(now.getTime() + ttl * 1000).toISOString();
-        await store.createJoinToken({ id, hash: hashSecret(secret), botName: bot, createdAt: now.toISOString(), expiresAt });
-        await store.appendAudit([{ type: "token.created", time: now.toISOString(), botName: bot, tokenName: id, data: { expires_at: expiresAt } }]);
+        await store.createJoinToken({
+          id,
+          hash: hashSecret(secret),
+          botName: bot,
+          createdAt: now.toISOString(),
+          expiresAt,
+        });
+        await store.appendAudit([
+          {
+            type: "token.created",
+            time: now.toISOString(),
+            botName: bot,
+            tokenName: id,
+            data: { expires_at: expiresAt },
+          },
+        ]);
         say(`one-time join secret ${id} for bot "${bot}", valid until ${expiresAt}; it is shown once:`);
         out(secret);
         return 0;
@@ -274,13 +290,29 @@ async function tokensCommand(argv: string[]): Promise<number> {
         const bound = await store.listBoundKeypairs();
         const now = new Date().toISOString();
         if (v.format === "json") {
-          out(JSON.stringify({ join_secrets: tokens.map(({ hash: _h, ...t }) => t), bound_keypairs: bound }, null, 2));
+          out(
+            JSON.stringify(
+              { join_secrets: tokens.map(({ hash: _h, ...t }) => t), bound_keypairs: bound },
+              null,
+              2,
+            ),
+          );
           return 0;
         }
         table([
           ["ID/NAME", "KIND", "BOT/INSTANCE", "STATUS"],
-          ...tokens.map((t) => [t.id, "one-time", t.botName, t.usedAt ? `used ${t.usedAt}` : t.expiresAt <= now ? "expired" : `valid until ${t.expiresAt}`]),
-          ...bound.map((b) => [b.tokenName, "bound_keypair", b.instanceId ?? "-", b.lockedReason ? `LOCKED: ${b.lockedReason}` : `bound, ${b.recoveryCount} joins`]),
+          ...tokens.map((t) => [
+            t.id,
+            "one-time",
+            t.botName,
+            t.usedAt ? `used ${t.usedAt}` : t.expiresAt <= now ? "expired" : `valid until ${t.expiresAt}`,
+          ]),
+          ...bound.map((b) => [
+            b.tokenName,
+            "bound_keypair",
+            b.instanceId ?? "-",
+            b.lockedReason ? `LOCKED: ${b.lockedReason}` : `bound, ${b.recoveryCount} joins`,
+          ]),
         ]);
         return 0;
       }
@@ -289,9 +321,16 @@ async function tokensCommand(argv: string[]): Promise<number> {
         const t = (await store.listJoinTokens()).find((x) => x.id === name);
         const b = await store.getBoundKeypair(name);
         const applied = (await store.listResources()).find((r) => r.kind === "token" && r.name === name);
-        if (!t && !b && !applied) throw new CliError(`no one-time secret, bound-keypair state or applied token named "${name}"`);
+        if (!t && !b && !applied)
+          throw new CliError(`no one-time secret, bound-keypair state or applied token named "${name}"`);
         const { hash: _h, ...shown } = t ?? ({} as Record<string, unknown>);
-        const spec = applied ? (JSON.parse(applied.body) as { spec?: { bound_keypair?: { onboarding?: { registration_secret?: string } } } }).spec : undefined;
+        const spec = applied
+          ? (
+              JSON.parse(applied.body) as {
+                spec?: { bound_keypair?: { onboarding?: { registration_secret?: string } } };
+              }
+            ).spec
+          : undefined;
         const reg = spec?.bound_keypair?.onboarding?.registration_secret;
         out(
           JSON.stringify(
@@ -302,7 +341,9 @@ async function tokensCommand(argv: string[]): Promise<number> {
                     bound_keypair: {
                       ...b,
                       joinStateHash: undefined,
-                      registration: b.publicKey ? "registered (the registration secret is spent)" : "not registered yet",
+                      registration: b.publicKey
+                        ? "registered (the registration secret is spent)"
+                        : "not registered yet",
                     },
                   }
                 : reg
@@ -334,23 +375,37 @@ async function tokensCommand(argv: string[]): Promise<number> {
         }
         if (v["recovery-limit"] !== undefined) {
           const limit = Number(v["recovery-limit"]);
-          if (!Number.isInteger(limit) || limit < 1) throw new CliError("--recovery-limit must be a whole number >= 1");
+          if (!Number.isInteger(limit) || limit < 1)
+            throw new CliError("--recovery-limit must be a whole number >= 1");
           const applied = (await store.listResources()).find((r) => r.kind === "token" && r.name === name);
           if (!applied) {
             throw new CliError(
               `token "${name}" is not an applied resource. If it is declared in a resources file, set spec.bound_keypair.recovery.limit: ${limit} there and send SIGHUP to the service, or apply the token with: idbot admin apply --data-dir ${dataDir} -f token.yaml`,
             );
           }
-          const body = JSON.parse(applied.body) as { spec: { bound_keypair?: { recovery?: { limit?: number; mode?: string } } } };
+          const body = JSON.parse(applied.body) as {
+            spec: { bound_keypair?: { recovery?: { limit?: number; mode?: string } } };
+          };
           if (!body.spec.bound_keypair) throw new CliError(`token "${name}" is not a bound_keypair token`);
-          body.spec.bound_keypair.recovery = { mode: body.spec.bound_keypair.recovery?.mode ?? "standard", limit };
+          body.spec.bound_keypair.recovery = {
+            mode: body.spec.bound_keypair.recovery?.mode ?? "standard",
+            limit,
+          };
           const { parseStoredResource } = await import("../server/policy/resources.ts");
           parseStoredResource(JSON.stringify(body), `token/${name}`);
-          await store.putResource({ kind: "token", name, body: JSON.stringify(body), updatedAt: new Date().toISOString() });
+          await store.putResource({
+            kind: "token",
+            name,
+            body: JSON.stringify(body),
+            updatedAt: new Date().toISOString(),
+          });
           changes.push(`recovery limit ${limit}`);
         }
-        if (changes.length === 0) throw new CliError("tokens edit: give --recovery-limit N, --unlock or --reset");
-        await store.appendAudit([{ type: "token.edited", time: new Date().toISOString(), tokenName: name, data: { changes } }]);
+        if (changes.length === 0)
+          throw new CliError("tokens edit: give --recovery-limit N, --unlock or --reset");
+        await store.appendAudit([
+          { type: "token.edited", time: new Date().toISOString(), tokenName: name, data: { changes } },
+        ]);
         say(`token "${name}": ${changes.join(", ")}; running services pick this up within seconds`);
         return 0;
       }
@@ -376,9 +431,14 @@ async function botInstancesCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${INSTANCES_USAGE.trim()}\n`);
     return sub === undefined ? 2 : 0;
   }
-  const args = parseCommand(rest, { "data-dir": { type: "string" }, format: { type: "string" } }, INSTANCES_USAGE, true);
+  const args = parseCommand(
+    rest,
+    { "data-dir": { type: "string" }, database: { type: "string" }, format: { type: "string" } },
+    INSTANCES_USAGE,
+    true,
+  );
   if (!args) return 0;
-  const dataDir = required(args.values["data-dir"], "--data-dir");
+  const dataDir = storeFlags(args.values["data-dir"], args.values.database);
   const arg = args.positionals[0];
   return withStore(dataDir, async (store) => {
     if (sub === "ls") {
@@ -389,7 +449,14 @@ async function botInstancesCommand(argv: string[]): Promise<number> {
       }
       table([
         ["BOT/ID", "METHOD", "GENERATION", "JOINED", "EXPIRES", "STATUS"],
-        ...list.map((i) => [`${i.botName}/${i.id}`, i.joinMethod, String(i.generation), i.createdAt, i.expiresAt, i.lockedReason ? "LOCKED" : "ok"]),
+        ...list.map((i) => [
+          `${i.botName}/${i.id}`,
+          i.joinMethod,
+          String(i.generation),
+          i.createdAt,
+          i.expiresAt,
+          i.lockedReason ? "LOCKED" : "ok",
+        ]),
       ]);
       return 0;
     }
@@ -397,7 +464,8 @@ async function botInstancesCommand(argv: string[]): Promise<number> {
       if (!arg) throw new CliError("bot-instances show needs BOT/ID");
       const id = arg.includes("/") ? arg.slice(arg.lastIndexOf("/") + 1) : arg;
       const i = await store.getBotInstance(id);
-      if (!i || (arg.includes("/") && !arg.startsWith(`${i.botName}/`))) throw new CliError(`no bot instance ${arg}`);
+      if (!i || (arg.includes("/") && !arg.startsWith(`${i.botName}/`)))
+        throw new CliError(`no bot instance ${arg}`);
       out(JSON.stringify(i, null, 2));
       return 0;
     }
@@ -417,9 +485,13 @@ Example:
 `;
 
 async function applyCommand(argv: string[]): Promise<number> {
-  const args = parseCommand(argv, { "data-dir": { type: "string" }, file: { type: "string", short: "f" } }, APPLY_USAGE);
+  const args = parseCommand(
+    argv,
+    { "data-dir": { type: "string" }, database: { type: "string" }, file: { type: "string", short: "f" } },
+    APPLY_USAGE,
+  );
   if (!args) return 0;
-  const dataDir = required(args.values["data-dir"], "--data-dir");
+  const dataDir = storeFlags(args.values["data-dir"], args.values.database);
   const file = required(args.values.file, "-f");
   const { parseResources } = await import("../server/policy/resources.ts");
   let text: string;
@@ -438,10 +510,21 @@ async function applyCommand(argv: string[]): Promise<number> {
     const now = new Date().toISOString();
     for (const r of resources) {
       // Stored as the YAML parsed to JSON (defaults not filled in), re-validated on load.
-      await store.putResource({ kind: r.kind, name: r.metadata.name, body: JSON.stringify(rawOf(text, r.kind, r.metadata.name)), updatedAt: now });
+      await store.putResource({
+        kind: r.kind,
+        name: r.metadata.name,
+        body: JSON.stringify(rawOf(text, r.kind, r.metadata.name)),
+        updatedAt: now,
+      });
       say(`applied ${r.kind}/${r.metadata.name}`);
     }
-    await store.appendAudit([{ type: "resources.applied", time: now, data: { resources: resources.map((r) => `${r.kind}/${r.metadata.name}`) } }]);
+    await store.appendAudit([
+      {
+        type: "resources.applied",
+        time: now,
+        data: { resources: resources.map((r) => `${r.kind}/${r.metadata.name}`) },
+      },
+    ]);
     return 0;
   });
 }
@@ -473,7 +556,13 @@ async function auditCommand(argv: string[]): Promise<number> {
   }
   const args = parseCommand(
     rest,
-    { "data-dir": { type: "string" }, since: { type: "string", default: "24h" }, type: { type: "string" }, format: { type: "string" } },
+    {
+      "data-dir": { type: "string" },
+      database: { type: "string" },
+      since: { type: "string", default: "24h" },
+      type: { type: "string" },
+      format: { type: "string" },
+    },
     AUDIT_USAGE,
   );
   if (!args) return 0;
@@ -485,11 +574,18 @@ async function auditCommand(argv: string[]): Promise<number> {
   } catch (e) {
     throw new CliError(`--since: ${(e as Error).message}`);
   }
-  return withStore(required(args.values["data-dir"], "--data-dir"), async (store) => {
-    const events = await store.listAudit({ sinceIso: new Date(Date.now() - since * 1000).toISOString(), type: args.values.type, limit: 100_000 });
+  return withStore(storeFlags(args.values["data-dir"], args.values.database), async (store) => {
+    const events = await store.listAudit({
+      sinceIso: new Date(Date.now() - since * 1000).toISOString(),
+      type: args.values.type,
+      limit: 100_000,
+    });
     for (const e of events) {
       if (args.values.format === "json") out(JSON.stringify(e));
-      else out(`${e.time}  ${e.type.padEnd(16)} ${[e.botName, e.tokenName, e.instanceId, e.reason].filter(Boolean).join("  ")}`);
+      else
+        out(
+          `${e.time}  ${e.type.padEnd(16)} ${[e.botName, e.tokenName, e.instanceId, e.reason].filter(Boolean).join("  ")}`,
+        );
     }
     return 0;
   });

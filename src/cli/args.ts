@@ -47,3 +47,15 @@ export function required<T>(value: T | undefined, flag: string): T {
 }
 
 export const say = (line: string) => process.stderr.write(`${line}\n`);
+
+/** Where a command finds the service's store: --data-dir (SQLite) or --database (PostgreSQL). */
+export function storeFlags(
+  dataDir: string | undefined,
+  database: string | undefined,
+): { dataDir?: string; database?: string } {
+  if (dataDir && database)
+    throw new CliError("give --data-dir (embedded store) or --database (PostgreSQL), not both");
+  if (!dataDir && !database)
+    throw new CliError("missing required flag --data-dir DIR (or --database postgres://...)");
+  return dataDir ? { dataDir } : { database };
+}

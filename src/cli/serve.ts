@@ -1,14 +1,16 @@
-import { CliError, parseCommand, required } from "./args.ts";
+import { CliError, parseCommand, required, storeFlags } from "./args.ts";
 
 const USAGE = `
-Usage: idbot serve --data-dir DIR --listen HOST:PORT --resources FILE_OR_DIR [options]
+Usage: idbot serve (--data-dir DIR | --database URL) --listen HOST:PORT --resources FILE_OR_DIR [options]
 
 Runs the join service with its embedded store in DIR (created 0700 on first start, with
 its CAs). Plain HTTP is only allowed on loopback; otherwise give --tls-cert and --tls-key.
 Resources are re-read on SIGHUP; an invalid file keeps the previous set.
 
 Options:
-  --data-dir DIR        embedded store directory
+  --data-dir DIR        embedded store directory (SQLite), or
+  --database URL        postgres://... shared by every replica; CA keys are stored
+                        encrypted with IDBOT_CA_PASSPHRASE (or IDBOT_CA_PASSPHRASE_FILE)
   --listen HOST:PORT    address to listen on (port 0 picks a free port)
   --resources PATH      a YAML file or a directory of *.yaml resources
   --public-url URL      URL clients use (default: the listen URL); the default audience
@@ -27,6 +29,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     argv,
     {
       "data-dir": { type: "string" },
+      database: { type: "string" },
       listen: { type: "string" },
       resources: { type: "string" },
       "public-url": { type: "string" },
@@ -42,7 +45,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   let svc: Awaited<ReturnType<typeof startService>>;
   try {
     svc = await startService({
-      dataDir: required(v["data-dir"], "--data-dir"),
+      ...storeFlags(v["data-dir"], v.database),
       listen: required(v.listen, "--listen"),
       resourcesPath: required(v.resources, "--resources"),
       publicUrl: v["public-url"],

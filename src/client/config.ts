@@ -30,6 +30,8 @@ export const actionExample: ExampleFormatter = (pairs) =>
 
 export interface CommonInputs {
   server: string;
+  /** Every replica given, in order; server is the first. */
+  servers: string[];
   token: string;
   audience: string;
   outputs: OutputType[];
@@ -104,12 +106,20 @@ function caPem(get: GetInput): string | undefined {
 }
 
 export function parseCommonInputs(get: GetInput, example: ExampleFormatter = actionExample): CommonInputs {
-  const server = normalizeServiceUrl(required(get, "server", "https://idbot.example.com", example));
-  try {
-    checkServiceUrl(server);
-  } catch (e) {
-    throw new InputError("server", (e as Error).message);
+  // One URL, or several replicas (comma-separated) to fail over between; the first is
+  // the default audience, so every replica must share one public URL for ID tokens.
+  const servers = required(get, "server", "https://idbot.example.com", example)
+    .split(",")
+    .map((s) => normalizeServiceUrl(s))
+    .filter(Boolean);
+  for (const s of servers) {
+    try {
+      checkServiceUrl(s);
+    } catch (e) {
+      throw new InputError("server", (e as Error).message);
+    }
   }
+  const server = servers[0]!;
   const token = required(get, "token", "github-deploy", example);
   const outputs = list(get, "outputs");
   for (const o of outputs) {
@@ -162,6 +172,7 @@ export function parseCommonInputs(get: GetInput, example: ExampleFormatter = act
   const deadline = durationSeconds(get, "deadline", 60)!;
   return {
     server,
+    servers,
     token,
     audience: text(get, "audience") ?? server,
     outputs: (outputs.length > 0 ? outputs : ["identity", "ssh"]) as OutputType[],

@@ -762,7 +762,11 @@ async function withDirLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
 /** Writes one standalone file (a daemon's state, a key in a storage directory) atomically:
  *  a temp file created exclusively beside it with the final mode, fsynced, then renamed
  *  over the target. The target, if present, must be a regular file, never a symlink. */
-export async function writeFileAtomic(path: string, contents: string | Uint8Array, mode = DEFAULT_MODE): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  contents: string | Uint8Array,
+  mode = DEFAULT_MODE,
+): Promise<void> {
   try {
     const st = await lstat(path);
     if (!st.isFile()) throw new UnsafePathError(path, "exists and is not a regular file (a symlink?)");

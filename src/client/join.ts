@@ -34,7 +34,8 @@ export interface RetryPolicy {
 }
 
 export interface JoinCall {
-  server: string;
+  /** Replicas of the service: each retry goes to the next one (failover). */
+  servers: string[];
   /** "/v1/join" (default) or "/v1/renew". */
   path?: string;
   /** The body without its proof. */
@@ -83,7 +84,8 @@ export async function joinWithRetries(call: JoinCall): Promise<JoinResponse> {
   const { retries, attemptTimeoutMs, deadlineMs } = call.policy;
   const base = call.policy.baseDelayMs ?? 500;
   const cap = call.policy.maxDelayMs ?? 10_000;
-  const url = `${call.server.replace(/\/+$/, "")}${call.path ?? "/v1/join"}`;
+  const urlOf = (attempt: number) =>
+    `${call.servers[attempt % call.servers.length]!.replace(/\/+$/, "")}${call.path ?? "/v1/join"}`;
   const deadline = now() + deadlineMs;
   let lastReason = "";
 
@@ -100,7 +102,7 @@ export async function joinWithRetries(call: JoinCall): Promise<JoinResponse> {
     try {
       const proof = await call.prove(attempt);
       const res = await call.transport.postJson(
-        url,
+        urlOf(attempt),
         { ...call.request, ...proof },
         { timeoutMs: Math.min(attemptTimeoutMs, remaining) },
       );

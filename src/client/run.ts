@@ -27,6 +27,8 @@ import type { Transport } from "./transport.ts";
 
 export interface JoinConfig {
   server: string;
+  /** Replicas to fail over between (default: [server]). */
+  servers?: string[];
   token: string;
   joinMethod: JoinMethodName;
   outputs: OutputType[];
@@ -104,7 +106,7 @@ export async function joinAndWrite(cfg: JoinConfig, deps: JoinDeps): Promise<Joi
   const outputs = [...new Set<OutputType>(["identity", ...cfg.outputs])];
   const publicKeys = { ssh: keys.sshPublic, tls: keys.tlsPublicPem };
   const response = await joinWithRetries({
-    server: cfg.server,
+    servers: cfg.servers ?? [cfg.server],
     request: {
       ...(deps.path === "/v1/renew" ? {} : { token: cfg.token, join_method: cfg.joinMethod }),
       public_keys: publicKeys,

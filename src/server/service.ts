@@ -10,11 +10,13 @@ import { createHandler } from "./http.ts";
 import { JwksCache } from "./joinmethods/jwt.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { loadResources, mergeResources, parseStoredResource, type ResourceSet } from "./policy/resources.ts";
-import { openSqliteStore } from "./store/sqlite.ts";
+import { openStore } from "./store/open.ts";
 import type { Store } from "./store/store.ts";
 
 export interface ServeOptions {
-  dataDir: string;
+  /** Embedded store directory, or (database) a PostgreSQL URL shared by replicas. */
+  dataDir?: string;
+  database?: string;
   listen: string;
   resourcesPath: string;
   publicUrl?: string;
@@ -54,7 +56,16 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
   // Resources first: a bad file must fail the start before anything is created.
   const fileResources = () => loadResources(opts.resourcesPath);
   let files = fileResources();
-  const store = openSqliteStore(opts.dataDir);
+  let store: Store;
+  try {
+    store = await openStore({
+      dataDir: opts.dataDir,
+      database: opts.database,
+      onConnectionError: (e) => logger.log("warn", "store connection lost; reconnecting", { error: e.message }),
+    });
+  } catch (e) {
+    throw new ServeError((e as Error).message);
+  }
   // Applied resources (idbot admin apply, tokens edit) live in the store and override
   // the files; the version is polled so changes reach every replica within seconds.
   const withApplied = async (set: ResourceSet) =>
@@ -142,6 +153,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       public_url: publicUrl,
       store: store.kind,
       data_dir: opts.dataDir,
+      database: opts.database ? "postgres" : undefined,
     });
     return {
       url,
