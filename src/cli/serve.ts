@@ -16,6 +16,9 @@ Options:
   --public-url URL      URL clients use (default: the listen URL); the default audience
                         and the issuer of the JWTs the service signs
   --trust-domain NAME   SPIFFE trust domain (default: the public URL's host)
+  --rate-limit N        requests per second per source address, burst 2N (default 500;
+                        0 = off); over it: 429 with Retry-After
+  --token-rate-limit N  joins per second per join token (default 1000; 0 = off)
   --tls-cert FILE       PEM certificate chain for HTTPS
   --tls-key FILE        PEM private key for HTTPS
 
@@ -34,6 +37,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       resources: { type: "string" },
       "public-url": { type: "string" },
       "trust-domain": { type: "string" },
+      "rate-limit": { type: "string", default: "500" },
+      "token-rate-limit": { type: "string", default: "1000" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
     },
@@ -50,6 +55,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       resourcesPath: required(v.resources, "--resources"),
       publicUrl: v["public-url"],
       trustDomain: v["trust-domain"],
+      rateLimit: rate(v["rate-limit"]!, "--rate-limit"),
+      tokenRateLimit: rate(v["token-rate-limit"]!, "--token-rate-limit"),
       tlsCertFile: v["tls-cert"],
       tlsKeyFile: v["tls-key"],
     });
@@ -74,4 +81,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
   await svc.close();
   return 0;
+}
+
+function rate(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0)
+    throw new CliError(`${flag} "${v}" is not a number of requests per second (0 turns it off)`);
+  return n;
 }

@@ -1,4 +1,6 @@
 // Routes only: parse and validate the request, call the handler, write JSON or text.
+
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { z } from "zod";
 import {
@@ -11,6 +13,8 @@ import { describeProblems, fieldProblems } from "../protocol/validation.ts";
 import { openIdConfiguration } from "./ca/jwt.ts";
 import { handleChallenge, handleJoin, type JoinContext } from "./join.ts";
 import { JoinError } from "./joinmethods/errors.ts";
+import type { Metrics } from "./metrics.ts";
+import type { RateLimiter } from "./ratelimit.ts";
 import { handleRenew } from "./renew.ts";
 
 /** Requests larger than this are refused before any parsing. */
@@ -18,6 +22,8 @@ export const MAX_BODY_BYTES = 64 * 1024;
 
 export interface RouteContext extends JoinContext {
   logger: import("./log.ts").Logger;
+  metrics: Metrics;
+  limits: { address: RateLimiter; token: RateLimiter };
 }
 
 function send(
@@ -40,9 +46,16 @@ function send(
 const sendJson = (res: ServerResponse, status: number, value: unknown) =>
   send(res, status, JSON.stringify(value), "application/json");
 
-function sendError(res: ServerResponse, status: number, code: string, message: string, hint?: string): void {
+function sendError(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  hint?: string,
+  headers?: Record<string, string>,
+): void {
   const body: ErrorBody = { error: { code, message, ...(hint ? { hint } : {}) } };
-  sendJson(res, status, body);
+  send(res, status, JSON.stringify(body), "application/json", headers);
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer | "too_large"> {
@@ -63,16 +76,30 @@ function readBody(req: IncomingMessage): Promise<Buffer | "too_large"> {
   });
 }
 
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+type Outcome = { status: number; body?: unknown };
+
 export function createHandler(ctx: RouteContext) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = (req.url ?? "/").split("?")[0];
+    const started = performance.now();
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    // A caller's request id (a load balancer's) is kept when sane; else one is made.
+    const given = req.headers["x-request-id"];
+    const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    res.setHeader("x-request-id", requestId);
+    const meta = { remoteAddr: req.socket.remoteAddress, requestId };
+    let route = "other";
     try {
       if (req.method === "GET" || req.method === "HEAD") {
+        route = path;
         switch (path) {
           case "/healthz": {
             const ok = await ctx.store.healthy();
             return sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unhealthy", store: ctx.store.kind });
           }
+          case "/metrics":
+            return send(res, 200, ctx.metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
           case "/v1/ca/ssh-user":
             return send(res, 200, `${ctx.authorities.sshUserCaLine}\n`, "text/plain; charset=utf-8");
           case "/v1/ca/ssh-host":
@@ -86,28 +113,99 @@ export function createHandler(ctx: RouteContext) {
           case "/.well-known/openid-configuration":
             return send(res, 200, openIdConfiguration(ctx.publicUrl), "application/json");
         }
-      } else if (req.method === "POST") {
-        switch (path) {
-          case "/v1/join":
-            return await post(req, res, JoinRequestSchema, (body) =>
-              handleJoin(body, { remoteAddr: req.socket.remoteAddress }, ctx),
-            );
-          case "/v1/join/challenge":
-            return await post(req, res, ChallengeRequestSchema, (body) =>
-              handleChallenge(body.token, { remoteAddr: req.socket.remoteAddress }, ctx),
-            );
-          case "/v1/renew":
-            return await post(req, res, RenewRequestSchema, (body) =>
-              handleRenew(body, { remoteAddr: req.socket.remoteAddress }, ctx),
-            );
+        route = "other";
+      } else if (
+        req.method === "POST" &&
+        (path === "/v1/join" || path === "/v1/join/challenge" || path === "/v1/renew")
+      ) {
+        route = path;
+        // Per source address, before reading anything.
+        const wait = ctx.limits.address.take(meta.remoteAddr ?? "unknown");
+        if (wait > 0) {
+          ctx.metrics.rateLimited.inc({ limit: "address" });
+          return sendError(
+            res,
+            429,
+            "rate_limited",
+            "too many requests from this address",
+            `Retry after ${wait} s.`,
+            {
+              "retry-after": String(wait),
+            },
+          );
         }
+        const out = await dispatch(req, res, path, meta);
+        if (out) account(path, out);
+        return;
       }
       return sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
     } catch (e) {
-      ctx.logger.log("error", "request failed", { path, error: String(e) });
+      ctx.metrics.storeErrors.inc();
+      ctx.logger.log("error", "request failed", { path, request_id: requestId, error: String(e) });
       if (!res.headersSent) sendError(res, 500, "internal", "internal error");
+    } finally {
+      ctx.metrics.requestSeconds.observe((performance.now() - started) / 1000, { route });
     }
   };
+
+  /** Per join token (after parsing), then the handler. */
+  async function dispatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    meta: { remoteAddr?: string; requestId: string },
+  ): Promise<Outcome | undefined> {
+    const tokenLimit = (token: string, method?: string) => {
+      // A one-time secret is limited under one shared key, never keyed by the secret.
+      const wait = ctx.limits.token.take(method === "token" ? "one-time-secrets" : `token:${token}`);
+      if (wait > 0) {
+        ctx.metrics.rateLimited.inc({ limit: "token" });
+        throw Object.assign(
+          new JoinError("rate_limited", "too many joins for this join token", `Retry after ${wait} s.`),
+          {
+            retryAfter: wait,
+          },
+        );
+      }
+    };
+    switch (path) {
+      case "/v1/join":
+        return post(req, res, JoinRequestSchema, (body) => {
+          tokenLimit(body.token, body.join_method);
+          return handleJoin(body, meta, ctx);
+        });
+      case "/v1/join/challenge":
+        return post(req, res, ChallengeRequestSchema, (body) => {
+          tokenLimit(body.token);
+          return handleChallenge(body.token, meta, ctx);
+        });
+      default:
+        return post(req, res, RenewRequestSchema, (body) => handleRenew(body, meta, ctx));
+    }
+  }
+
+  function account(path: string, out: Outcome): void {
+    const result =
+      out.status === 200
+        ? "success"
+        : out.status === 403
+          ? "denied"
+          : out.status === 429
+            ? "rate_limited"
+            : out.status < 500
+              ? "bad_request"
+              : "error";
+    if (out.status === 403) ctx.metrics.authFailure(path === "/v1/renew" ? "renew" : "join");
+    if (path === "/v1/renew")
+      ctx.metrics.renewals.inc({ result: out.status === 200 ? "success" : "failure" });
+    if (path === "/v1/join") ctx.metrics.joins.inc({ result });
+    if (out.status === 200 && path !== "/v1/join/challenge") {
+      const r = out.body as Record<string, unknown>;
+      for (const k of ["ssh", "tls", "kubernetes", "database", "spiffe", "jwt", "ssh_host"]) {
+        if (r[k] !== undefined) ctx.metrics.certificates.inc({ type: k });
+      }
+    }
+  }
 }
 
 /** Reads, parses and validates a JSON body, then answers with the handler's result or
@@ -117,41 +215,46 @@ async function post<S extends z.ZodType>(
   res: ServerResponse,
   schema: S,
   handle: (body: z.output<S>) => Promise<unknown>,
-): Promise<void> {
+): Promise<Outcome> {
+  const fail = (
+    status: number,
+    code: string,
+    message: string,
+    hint?: string,
+    headers?: Record<string, string>,
+  ): Outcome => {
+    sendError(res, status, code, message, hint, headers);
+    return { status };
+  };
   if (!/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
-    return sendError(res, 415, "bad_request", "send the request as application/json");
+    return fail(415, "bad_request", "send the request as application/json");
   }
   const raw = await readBody(req);
   if (raw === "too_large") {
     // Answer before reading the rest, then close the connection instead of draining it.
     res.setHeader("connection", "close");
     res.on("finish", () => req.socket.destroySoon());
-    return sendError(
-      res,
-      413,
-      "payload_too_large",
-      `the request body is larger than ${MAX_BODY_BYTES} bytes`,
-    );
+    return fail(413, "payload_too_large", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
   }
   let value: unknown;
   try {
     value = JSON.parse(raw.toString("utf8"));
   } catch {
-    return sendError(res, 400, "bad_request", "the request body is not valid JSON");
+    return fail(400, "bad_request", "the request body is not valid JSON");
   }
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
-    return sendError(
-      res,
-      400,
-      "bad_request",
-      `invalid request: ${describeProblems(fieldProblems(parsed.error))}`,
-    );
+    return fail(400, "bad_request", `invalid request: ${describeProblems(fieldProblems(parsed.error))}`);
   }
   try {
-    sendJson(res, 200, await handle(parsed.data));
+    const body = await handle(parsed.data);
+    sendJson(res, 200, body);
+    return { status: 200, body };
   } catch (e) {
-    if (e instanceof JoinError) return sendError(res, e.status, e.code, e.message, e.hint);
+    if (e instanceof JoinError) {
+      const wait = (e as { retryAfter?: number }).retryAfter;
+      return fail(e.status, e.code, e.message, e.hint, wait ? { "retry-after": String(wait) } : undefined);
+    }
     throw e;
   }
 }

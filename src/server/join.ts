@@ -42,10 +42,19 @@ export async function audited<T>(
   try {
     return await work();
   } catch (e) {
+    // A failure that is not a refusal is the store's more often than not: when the store is
+    // down, say so with a 503 so clients retry or fail over to another replica.
     const err =
       e instanceof JoinError
         ? e
-        : new JoinError("internal", "the service failed to process the request", undefined, String(e));
+        : (await ctx.store.healthy().catch(() => false))
+          ? new JoinError("internal", "the service failed to process the request", undefined, String(e))
+          : new JoinError(
+              "unavailable",
+              "the service's store is unavailable",
+              "Retry shortly, or use another replica.",
+              String(e),
+            );
     await ctx.audit.record([
       { ...base, type, reason: err.detail ? `${err.message}: ${err.detail}` : err.message },
     ]);

@@ -9,7 +9,9 @@ import { Authorities, createAuthorityRecord } from "./ca/authorities.ts";
 import { createHandler } from "./http.ts";
 import { JwksCache } from "./joinmethods/jwt.ts";
 import { jsonLogger, type Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
 import { loadResources, mergeResources, parseStoredResource, type ResourceSet } from "./policy/resources.ts";
+import { RateLimiter } from "./ratelimit.ts";
 import { openStore } from "./store/open.ts";
 import type { Store } from "./store/store.ts";
 
@@ -25,6 +27,10 @@ export interface ServeOptions {
   tlsCertFile?: string;
   tlsKeyFile?: string;
   logger?: Logger;
+  /** Requests per second per source address (0 = off); default 500. */
+  rateLimit?: number;
+  /** Joins per second per join token (0 = off); default 1000. */
+  tokenRateLimit?: number;
 }
 
 export class ServeError extends Error {
@@ -61,7 +67,8 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     store = await openStore({
       dataDir: opts.dataDir,
       database: opts.database,
-      onConnectionError: (e) => logger.log("warn", "store connection lost; reconnecting", { error: e.message }),
+      onConnectionError: (e) =>
+        logger.log("warn", "store connection lost; reconnecting", { error: e.message }),
     });
   } catch (e) {
     throw new ServeError((e as Error).message);
@@ -111,6 +118,11 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         return trustDomain;
       },
       logger,
+      metrics: new Metrics(logger),
+      limits: {
+        address: new RateLimiter(opts.rateLimit ?? 500),
+        token: new RateLimiter(opts.tokenRateLimit ?? 1000),
+      },
     });
     const serverOptions = {
       maxHeaderSize: 16 * 1024,
@@ -139,7 +151,9 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         resources = await withApplied(files);
         logger.log("info", "applied resources changed; reloaded", { version: v });
       } catch (e) {
-        logger.log("error", "applied resources could not be loaded; keeping the previous ones", { error: String(e) });
+        logger.log("error", "applied resources could not be loaded; keeping the previous ones", {
+          error: String(e),
+        });
       }
     }, 2000);
     poll.unref();

@@ -16,7 +16,11 @@ export class JoinError extends Error {
         ? 404
         : code === "unavailable"
           ? 503
-          : 400,
+          : code === "rate_limited"
+            ? 429
+            : code === "internal"
+              ? 500
+              : 400,
   ) {
     super(message);
   }
