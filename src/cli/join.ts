@@ -24,8 +24,12 @@ import { JOIN_RECORD_NAME, JoinRecordError, joinRecordFile, readJoinRecord } fro
 import { renewProof } from "../client/renew.ts";
 import { type JoinDeps, type JoinResult, joinAndWrite, OutputDirError } from "../client/run.ts";
 import { actionsIdTokenSource, NoOidcPermissionError } from "../client/sources/actions-token.ts";
+import { azureProofSource } from "../client/sources/azure.ts";
 import { envIdTokenSource, IdTokenError } from "../client/sources/env.ts";
+import { gcpProofSource } from "../client/sources/gcp.ts";
+import { iamProofSource } from "../client/sources/iam.ts";
 import { boundKeypairProof, writeJoinState } from "../client/sources/keypair.ts";
+import { kubernetesProofSource } from "../client/sources/kubernetes.ts";
 import { InsecureUrlError, nodeTransport, type Transport } from "../client/transport.ts";
 import { CliError, EXIT, parseCommand, say } from "./args.ts";
 
@@ -226,6 +230,26 @@ async function proofFor(
     case "github": {
       const source = actionsIdTokenSource(inputs.audience, opts.env);
       return { getIdToken: async () => tap(await source(), onIdToken) };
+    }
+    case "kubernetes":
+    case "gcp":
+    case "iam":
+    case "azure": {
+      const make = {
+        kubernetes: kubernetesProofSource,
+        gcp: gcpProofSource,
+        iam: iamProofSource,
+        azure: azureProofSource,
+      }[inputs.joinMethod];
+      const source = make({
+        audience: inputs.audience,
+        server: inputs.server,
+        token: inputs.token,
+        env: opts.env,
+        transport,
+        timeoutMs: inputs.policy.attemptTimeoutMs,
+      });
+      return { getIdToken: (a) => source(a) };
     }
     default: {
       const source = envIdTokenSource({

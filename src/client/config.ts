@@ -282,6 +282,10 @@ export const CLI_JOIN_METHODS = [
   "oidc",
   "token",
   "bound_keypair",
+  "kubernetes",
+  "gcp",
+  "iam",
+  "azure",
 ] as const satisfies readonly JoinMethodName[];
 export type CliJoinMethod = (typeof CLI_JOIN_METHODS)[number];
 

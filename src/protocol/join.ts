@@ -4,9 +4,29 @@ import { z } from "zod";
 
 export const PROTOCOL_VERSION = "v1";
 
-export const JOIN_METHODS = ["github", "gitlab", "oidc", "token", "bound_keypair"] as const;
-/** Methods whose proof is a platform-signed ID token. */
-export const ID_TOKEN_METHODS: readonly JoinMethodName[] = ["github", "gitlab", "oidc"];
+export const JOIN_METHODS = [
+  "github",
+  "gitlab",
+  "oidc",
+  "token",
+  "bound_keypair",
+  "kubernetes",
+  "gcp",
+  "iam",
+  "azure",
+] as const;
+/** Methods whose proof travels in `id_token`: a platform-signed JWT (github, gitlab, oidc,
+ *  kubernetes, gcp), or for iam the presigned sts:GetCallerIdentity request and for azure
+ *  the attested document with its access token, each as JSON. */
+export const ID_TOKEN_METHODS: readonly JoinMethodName[] = [
+  "github",
+  "gitlab",
+  "oidc",
+  "kubernetes",
+  "gcp",
+  "iam",
+  "azure",
+];
 export type JoinMethodName = (typeof JOIN_METHODS)[number];
 
 /** Output types a join can ask for. `identity` = SSH key+cert and TLS client cert. */
@@ -218,9 +238,10 @@ export const ErrorBodySchema = z.object({
 });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 
+/** A server challenge: bound_keypair signs it; azure binds it as the attested document's nonce. */
 export const ChallengeRequestSchema = z.strictObject({
   token: z.string().min(1).max(256),
-  join_method: z.literal("bound_keypair"),
+  join_method: z.enum(["bound_keypair", "azure"]),
 });
 export const ChallengeResponseSchema = z.object({
   challenge_id: z.string(),

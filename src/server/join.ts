@@ -140,6 +140,8 @@ async function prove(req: JoinRequestParsed, ctx: JoinContext, set: ResourceSet,
     defaultAudience: ctx.publicUrl,
     jwks: ctx.jwks,
     now,
+    store: ctx.store,
+    tokenName: req.token,
   });
   return {
     botName: token.spec.bot_name,
@@ -242,8 +244,8 @@ export async function handleChallenge(
   };
   return audited(ctx, base, "join.failure", async () => {
     const token = ctx.resources().tokens.get(tokenName);
-    if (!token || token.spec.join_method !== "bound_keypair") {
-      throw denied(`join token "${tokenName}" is not a bound_keypair token`);
+    if (!token || (token.spec.join_method !== "bound_keypair" && token.spec.join_method !== "azure")) {
+      throw denied(`join token "${tokenName}" takes no challenge (only bound_keypair and azure tokens do)`);
     }
     return createChallenge(ctx.store, tokenName, now);
   });

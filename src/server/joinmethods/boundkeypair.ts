@@ -15,11 +15,9 @@ import { denied, JoinError } from "./errors.ts";
 
 export const CHALLENGE_TTL_SECONDS = 60;
 
-const sshEd25519 = z
-  .string()
-  .refine((s) => /^ssh-ed25519 [A-Za-z0-9+/=]+( .*)?$/.test(s.trim()), {
-    message: "an OpenSSH ssh-ed25519 public key line",
-  });
+const sshEd25519 = z.string().refine((s) => /^ssh-ed25519 [A-Za-z0-9+/=]+( .*)?$/.test(s.trim()), {
+  message: "an OpenSSH ssh-ed25519 public key line",
+});
 
 export const BoundKeypairSpecSchema = z.strictObject({
   onboarding: z

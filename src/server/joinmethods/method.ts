@@ -5,6 +5,10 @@ import type { JwksCache } from "./jwt.ts";
 import { fullMismatchDetail, type RuleVerdict, safeMismatchSummary } from "./rules.ts";
 
 export interface CheckContext {
+  /** For methods that consume a server challenge (azure's nonce). */
+  store?: import("../store/store.ts").Store;
+  /** The join token's name (challenges are issued per token). */
+  tokenName?: string;
   /** The service's public URL; undefined only in `idbot explain` without --public-url. */
   defaultAudience: string | undefined;
   jwks: JwksCache;

@@ -7,9 +7,13 @@ import { z } from "zod";
 import { parseDuration } from "../../protocol/duration.ts";
 import { MAX_TTL_SECONDS } from "../../protocol/join.ts";
 import { type FieldProblem, fieldProblems, formatPath } from "../../protocol/validation.ts";
+import { AzureTokenSpecSchema } from "../joinmethods/azure.ts";
 import { BoundKeypairSpecSchema } from "../joinmethods/boundkeypair.ts";
+import { GcpTokenSpecSchema } from "../joinmethods/gcp.ts";
 import { GitHubTokenSpecSchema } from "../joinmethods/github.ts";
 import { GitLabTokenSpecSchema } from "../joinmethods/gitlab.ts";
+import { IamTokenSpecSchema } from "../joinmethods/iam.ts";
+import { KubernetesTokenSpecSchema } from "../joinmethods/kubernetes.ts";
 import { OidcTokenSpecSchema } from "../joinmethods/oidc.ts";
 import { templateSyntaxError } from "./templates.ts";
 
@@ -104,6 +108,14 @@ export const TokenSpecSchema = z.discriminatedUnion("join_method", [
     bot_name: name,
     bound_keypair: BoundKeypairSpecSchema,
   }),
+  z.strictObject({
+    join_method: z.literal("kubernetes"),
+    bot_name: name,
+    kubernetes: KubernetesTokenSpecSchema,
+  }),
+  z.strictObject({ join_method: z.literal("gcp"), bot_name: name, gcp: GcpTokenSpecSchema }),
+  z.strictObject({ join_method: z.literal("iam"), bot_name: name, iam: IamTokenSpecSchema }),
+  z.strictObject({ join_method: z.literal("azure"), bot_name: name, azure: AzureTokenSpecSchema }),
 ]);
 
 const header = { version: z.literal("v1"), metadata };
@@ -237,14 +249,24 @@ export function loadResources(path: string): ResourceSet {
 
 /** Every resource of a set, in a stable order. */
 export function resourcesOf(set: ResourceSet): Resource[] {
-  return [...set.roles.values(), ...set.bots.values(), ...set.tokens.values(), ...set.kubeClusters.values(), ...set.databases.values()];
+  return [
+    ...set.roles.values(),
+    ...set.bots.values(),
+    ...set.tokens.values(),
+    ...set.kubeClusters.values(),
+    ...set.databases.values(),
+  ];
 }
 
 /** Resources applied with `idbot admin apply` (stored as JSON), validated like files. */
 export function parseStoredResource(body: string, label: string): Resource {
   const parsed = ResourceSchema.safeParse(JSON.parse(body));
   if (!parsed.success) {
-    throw new ResourceError(`${label}: ${fieldProblems(parsed.error).map((p) => `${formatPath(p.path)}: ${p.message}`).join("; ")}`);
+    throw new ResourceError(
+      `${label}: ${fieldProblems(parsed.error)
+        .map((p) => `${formatPath(p.path)}: ${p.message}`)
+        .join("; ")}`,
+    );
   }
   return parsed.data;
 }
