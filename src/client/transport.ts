@@ -52,71 +52,87 @@ export function checkServiceUrl(raw: string): URL {
 
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 
-export function nodeTransport(opts: { caPem?: string } = {}): Transport {
-  return {
-    postJson(rawUrl, body, { timeoutMs }) {
-      const url = checkServiceUrl(rawUrl);
-      const payload = Buffer.from(JSON.stringify(body));
-      const options: RequestOptions = {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "content-length": payload.length,
-          accept: "application/json",
-          "user-agent": "idbot-client",
-        },
-        timeout: timeoutMs,
-      };
-      if (url.protocol === "https:") {
-        if (opts.caPem) options.ca = opts.caPem;
-        const proxy = getProxyForUrl(url.href);
-        if (proxy) options.agent = new HttpsProxyAgent(proxy);
-      }
-      return new Promise<HttpResponse>((resolve, reject) => {
-        const send = url.protocol === "https:" ? httpsRequest : httpRequest;
-        const req = send(url, options, (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on("data", (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_RESPONSE_BYTES) {
-              req.destroy(new TransportError("the service's response is too large"));
-              return;
-            }
-            chunks.push(c);
-          });
-          res.on("end", () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              body: Buffer.concat(chunks).toString("utf8"),
-            }),
-          );
-          res.on("error", (e) => reject(new TransportError(e.message, (e as NodeJS.ErrnoException).code)));
+/** Any method, extra headers (an Authorization header), a larger response cap. */
+export interface HttpRequestOptions {
+  method: "GET" | "POST" | "DELETE";
+  body?: unknown;
+  headers?: Record<string, string>;
+  timeoutMs: number;
+  maxResponseBytes?: number;
+}
+
+export function nodeTransport(
+  opts: { caPem?: string } = {},
+): Transport & { request(url: string, r: HttpRequestOptions): Promise<HttpResponse> } {
+  const request = (
+    rawUrl: string,
+    { method, body, headers, timeoutMs, maxResponseBytes = MAX_RESPONSE_BYTES }: HttpRequestOptions,
+  ): Promise<HttpResponse> => {
+    const url = checkServiceUrl(rawUrl);
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const options: RequestOptions = {
+      method,
+      headers: {
+        ...(payload ? { "content-type": "application/json", "content-length": payload.length } : {}),
+        accept: "application/json",
+        "user-agent": "idbot-client",
+        ...headers,
+      },
+      timeout: timeoutMs,
+    };
+    if (url.protocol === "https:") {
+      if (opts.caPem) options.ca = opts.caPem;
+      const proxy = getProxyForUrl(url.href);
+      if (proxy) options.agent = new HttpsProxyAgent(proxy);
+    }
+    return new Promise<HttpResponse>((resolve, reject) => {
+      const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+      const req = send(url, options, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on("data", (c: Buffer) => {
+          size += c.length;
+          if (size > maxResponseBytes) {
+            req.destroy(new TransportError("the service's response is too large"));
+            return;
+          }
+          chunks.push(c);
         });
-        const timer = setTimeout(
-          () => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")),
-          timeoutMs,
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString("utf8"),
+          }),
         );
-        req.on("close", () => clearTimeout(timer));
-        req.on("timeout", () =>
-          req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")),
-        );
-        req.on("error", (e) => {
-          const code = (e as NodeJS.ErrnoException).code;
-          reject(
-            e instanceof TransportError
-              ? e
-              : new TransportError(
-                  code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)
-                    ? `TLS verification of ${url.host} failed (${code}); if the service uses a private CA, pass it with the "ca" input`
-                    : `cannot reach ${url.host}: ${code ?? e.message}`,
-                  code,
-                ),
-          );
-        });
-        req.end(payload);
+        res.on("error", (e) => reject(new TransportError(e.message, (e as NodeJS.ErrnoException).code)));
       });
-    },
+      const timer = setTimeout(
+        () => req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")),
+        timeoutMs,
+      );
+      req.on("close", () => clearTimeout(timer));
+      req.on("timeout", () =>
+        req.destroy(new TransportError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")),
+      );
+      req.on("error", (e) => {
+        const code = (e as NodeJS.ErrnoException).code;
+        reject(
+          e instanceof TransportError
+            ? e
+            : new TransportError(
+                code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)
+                  ? `TLS verification of ${url.host} failed (${code}); if the service uses a private CA, pass it with the "ca" input`
+                  : `cannot reach ${url.host}: ${code ?? e.message}`,
+                code,
+              ),
+        );
+      });
+      req.end(payload);
+    });
+  };
+  return {
+    postJson: (rawUrl, body, { timeoutMs }) => request(rawUrl, { method: "POST", body, timeoutMs }),
+    request,
   };
 }

@@ -1,6 +1,6 @@
 // Routes only: parse and validate the request, call the handler, write JSON or text.
 
-import { randomUUID } from "node:crypto";
+import { randomUUID, X509Certificate } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { z } from "zod";
 import {
@@ -10,6 +10,7 @@ import {
   RenewRequestSchema,
 } from "../protocol/join.ts";
 import { describeProblems, fieldProblems } from "../protocol/validation.ts";
+import { handleAdmin } from "./admin.ts";
 import { openIdConfiguration } from "./ca/jwt.ts";
 import { handleChallenge, handleJoin, type JoinContext } from "./join.ts";
 import { JoinError } from "./joinmethods/errors.ts";
@@ -58,6 +59,13 @@ function sendError(
   send(res, status, JSON.stringify(body), "application/json", headers);
 }
 
+/** The client closed the connection before its request body was complete. */
+class ClientAbort extends Error {
+  constructor(cause: Error) {
+    super(`the client closed the connection: ${cause.message}`, { cause });
+  }
+}
+
 function readBody(req: IncomingMessage): Promise<Buffer | "too_large"> {
   return new Promise((resolve, reject) => {
     if (Number(req.headers["content-length"] ?? 0) > MAX_BODY_BYTES) {
@@ -72,7 +80,7 @@ function readBody(req: IncomingMessage): Promise<Buffer | "too_large"> {
       else if (size - c.length <= MAX_BODY_BYTES) resolve("too_large"); // stop buffering, answer at once
     });
     req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
+    req.on("error", (e) => reject(new ClientAbort(e)));
   });
 }
 
@@ -91,6 +99,10 @@ export function createHandler(ctx: RouteContext) {
     const meta = { remoteAddr: req.socket.remoteAddress, requestId };
     let route = "other";
     try {
+      if (path.startsWith("/v1/admin/")) {
+        route = "/v1/admin";
+        return await handleAdmin(req, res, path, ctx, meta);
+      }
       if (req.method === "GET" || req.method === "HEAD") {
         route = path;
         switch (path) {
@@ -140,6 +152,16 @@ export function createHandler(ctx: RouteContext) {
       }
       return sendError(res, 404, "not_found", `no route ${req.method} ${path}`);
     } catch (e) {
+      if (e instanceof ClientAbort) {
+        // Nobody is left to answer, and nothing failed on our side.
+        ctx.logger.log("warn", "request aborted by the client", {
+          path,
+          request_id: requestId,
+          remote_addr: meta.remoteAddr,
+          error: e.message,
+        });
+        return;
+      }
       ctx.metrics.storeErrors.inc();
       ctx.logger.log("error", "request failed", { path, request_id: requestId, error: String(e) });
       if (!res.headersSent) sendError(res, 500, "internal", "internal error");
@@ -180,7 +202,17 @@ export function createHandler(ctx: RouteContext) {
           return handleChallenge(body.token, meta, ctx);
         });
       default:
-        return post(req, res, RenewRequestSchema, (body) => handleRenew(body, meta, ctx));
+        return post(req, res, RenewRequestSchema, async (body) => {
+          const renewed = await handleRenew(body, meta, ctx);
+          // The presented certificate verified in handleRenew, so it parses.
+          const cert = new X509Certificate(body.certificate);
+          ctx.metrics.renewedCertificate(
+            Date.parse(cert.validFrom),
+            Date.parse(cert.validTo),
+            (ctx.now?.() ?? new Date()).getTime(),
+          );
+          return renewed;
+        });
     }
   }
 

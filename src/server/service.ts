@@ -4,13 +4,20 @@ import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { isLoopbackHost, normalizeServiceUrl, parseListen } from "../protocol/net.ts";
+import type { AdminRouteContext } from "./admin.ts";
 import { Audit } from "./audit.ts";
 import { Authorities, createAuthorityRecord } from "./ca/authorities.ts";
 import { createHandler } from "./http.ts";
 import { JwksCache } from "./joinmethods/jwt.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import { loadResources, mergeResources, parseStoredResource, type ResourceSet } from "./policy/resources.ts";
+import {
+  loadResources,
+  mergeResources,
+  parseStoredResource,
+  RESOURCE_KINDS,
+  type ResourceSet,
+} from "./policy/resources.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { openStore } from "./store/open.ts";
 import type { Store } from "./store/store.ts";
@@ -75,10 +82,14 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
   }
   // Applied resources (idbot admin apply, tokens edit) live in the store and override
   // the files; the version is polled so changes reach every replica within seconds.
+  // The table also holds entries that are not resources (admin tokens): only resource kinds merge.
+  const kinds: ReadonlySet<string> = new Set(RESOURCE_KINDS);
   const withApplied = async (set: ResourceSet) =>
     mergeResources(
       set,
-      (await store.listResources()).map((r) => parseStoredResource(r.body, `applied ${r.kind}/${r.name}`)),
+      (await store.listResources())
+        .filter((r) => kinds.has(r.kind))
+        .map((r) => parseStoredResource(r.body, `applied ${r.kind}/${r.name}`)),
     );
   let resourcesVersion = await store.resourcesVersion();
   let resources = await withApplied(files);
@@ -103,7 +114,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         `--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`,
       );
     }
-    const handler = createHandler({
+    const routeContext: AdminRouteContext = {
       store,
       get authorities() {
         return authorities;
@@ -123,7 +134,14 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         address: new RateLimiter(opts.rateLimit ?? 500),
         token: new RateLimiter(opts.tokenRateLimit ?? 1000),
       },
-    });
+      // After `idbot admin rotate-jwt --server`, this replica signs with the new key at once.
+      reloadAuthorities: async () => {
+        authorities = new Authorities(
+          await store.loadOrCreateCAs((name) => createAuthorityRecord(name, publicUrl)),
+        );
+      },
+    };
+    const handler = createHandler(routeContext);
     const serverOptions = {
       maxHeaderSize: 16 * 1024,
       requestTimeout: 30_000,
