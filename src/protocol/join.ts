@@ -224,6 +224,7 @@ export const ERROR_CODES = [
   "not_found",
   "payload_too_large",
   "rate_limited",
+  "unauthorized",
   "unavailable",
   "internal",
 ] as const;
