@@ -1,14 +1,17 @@
 // Prometheus text-format metrics (GET /metrics) and the seed's auth-failure alert: more
 // than 5 failed authentications in a minute is logged as an alert, once per minute.
+// deploy/prometheus/idbot-alerts.yml turns the seed's three thresholds into alert rules
+// over these series. Every label value a rule reads is exported at 0 from the start, so
+// `increase()` also sees the first failures after a (re)start.
 import type { Logger } from "./log.ts";
 
 type Labels = Record<string, string>;
 
-const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 const key = (labels: Labels) =>
   Object.keys(labels)
     .sort()
-    .map((k) => `${k}="${escape(labels[k]!)}"`)
+    .map((k) => `${k}="${escapeLabel(labels[k]!)}"`)
     .join(",");
 
 class Counter {
@@ -20,6 +23,11 @@ class Counter {
   inc(labels: Labels = {}, by = 1): void {
     const k = key(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
+  }
+  /** Exports each label set at 0 until it is first counted. */
+  init(...labelSets: Labels[]): this {
+    for (const labels of labelSets) if (!this.values.has(key(labels))) this.values.set(key(labels), 0);
+    return this;
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
@@ -35,22 +43,33 @@ class Histogram {
     readonly help: string,
     readonly bounds: number[],
   ) {}
-  observe(seconds: number, labels: Labels = {}): void {
+  observe(value: number, labels: Labels = {}): void {
+    const s = this.get(labels);
+    for (let i = 0; i < this.bounds.length; i++) if (value <= this.bounds[i]!) s.buckets[i]!++;
+    s.sum += value;
+    s.count++;
+  }
+  /** Exports the label set with empty buckets until its first observation. */
+  init(labels: Labels = {}): this {
+    this.get(labels);
+    return this;
+  }
+  private get(labels: Labels) {
     const k = key(labels);
     let s = this.series.get(k);
     if (!s) {
       s = { buckets: this.bounds.map(() => 0), sum: 0, count: 0 };
       this.series.set(k, s);
     }
-    for (let i = 0; i < this.bounds.length; i++) if (seconds <= this.bounds[i]!) s.buckets[i]!++;
-    s.sum += seconds;
-    s.count++;
+    return s;
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     for (const [k, s] of this.series) {
       const sep = k ? `${k},` : "";
-      this.bounds.forEach((b, i) => lines.push(`${this.name}_bucket{${sep}le="${b}"} ${s.buckets[i]}`));
+      for (let i = 0; i < this.bounds.length; i++) {
+        lines.push(`${this.name}_bucket{${sep}le="${this.bounds[i]}"} ${s.buckets[i]}`);
+      }
       lines.push(`${this.name}_bucket{${sep}le="+Inf"} ${s.count}`);
       lines.push(`${this.name}_sum${k ? `{${k}}` : ""} ${s.sum}`);
       lines.push(`${this.name}_count${k ? `{${k}}` : ""} ${s.count}`);
@@ -62,25 +81,38 @@ class Histogram {
 export class Metrics {
   readonly joins = new Counter(
     "idbot_joins_total",
-    "Joins by join method and result (success, denied, bad_request, rate_limited, error).",
-  );
+    "Joins by result (success, denied, bad_request, rate_limited, error).",
+  ).init(...["success", "denied", "bad_request", "rate_limited", "error"].map((result) => ({ result })));
   readonly certificates = new Counter(
     "idbot_certificates_issued_total",
     "Certificates and tokens issued, by type.",
   );
-  readonly renewals = new Counter("idbot_renewals_total", "Renewals by result (success, failure).");
+  readonly renewals = new Counter("idbot_renewals_total", "Renewals by result (success, failure).").init(
+    { result: "success" },
+    { result: "failure" },
+  );
   readonly authFailures = new Counter(
     "idbot_auth_failures_total",
-    "Refused joins and renewals (bad proof, replay, denied rule).",
-  );
+    "Refused joins and renewals (bad proof, replay, denied rule), by reason (join, renew).",
+  ).init({ reason: "join" }, { reason: "renew" });
   readonly rateLimited = new Counter(
     "idbot_rate_limited_total",
     "Requests refused with 429, by limit (address, token).",
-  );
+  ).init({ limit: "address" }, { limit: "token" });
   readonly storeErrors = new Counter(
     "idbot_store_errors_total",
     "Store operations that failed (database down, disk full).",
-  );
+  ).init({});
+  /** The seed's certificate-age threshold (80% of the TTL), seen from the service: how
+   *  much of its lifetime (not-before to not-after, as `idbot status` measures it) the
+   *  certificate a bot presented had used up when its renewal succeeded. The daemon renews
+   *  at 2/3 of the TTL, so a renewal above 0.8 means the certificate aged past the
+   *  threshold before it was renewed (failed or late renewals). */
+  readonly renewalCertificateAge = new Histogram(
+    "idbot_renewal_certificate_age_ratio",
+    "Share of its lifetime (not-before to not-after) the presented certificate had used when a renewal succeeded.",
+    [0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1],
+  ).init();
   readonly requestSeconds = new Histogram(
     "idbot_request_duration_seconds",
     "Request latency by route.",
@@ -105,6 +137,12 @@ export class Metrics {
     }
   }
 
+  /** Records a successful renewal of a certificate valid from `notBefore` to `notAfter`. */
+  renewedCertificate(notBefore: number, notAfter: number, now = Date.now()): void {
+    if (!Number.isFinite(notBefore) || !Number.isFinite(notAfter)) return;
+    this.renewalCertificateAge.observe((now - notBefore) / Math.max(1, notAfter - notBefore));
+  }
+
   render(extra: string[] = []): string {
     return `${[
       this.joins,
@@ -114,6 +152,7 @@ export class Metrics {
       this.rateLimited,
       this.storeErrors,
       this.requestSeconds,
+      this.renewalCertificateAge,
     ]
       .map((m) => m.render())
       .concat(extra)
