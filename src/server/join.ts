@@ -239,7 +239,7 @@ export async function handleChallenge(
   const base = {
     time: now.toISOString(),
     tokenName,
-    joinMethod: "bound_keypair",
+    joinMethod: ctx.resources().tokens.get(tokenName)?.spec.join_method ?? "bound_keypair",
     remoteAddr: meta.remoteAddr,
   };
   return audited(ctx, base, "join.failure", async () => {
