@@ -75,6 +75,11 @@ export async function explainCommand(argv: string[]): Promise<number> {
       `join token "${tokenName}" is not declared in ${resourcesPath} (declared: ${[...set.tokens.keys()].join(", ") || "none"})`,
     );
   }
+  if (token.spec.join_method === "iam" || token.spec.join_method === "azure") {
+    throw new CliError(
+      `join token "${tokenName}" uses join method ${token.spec.join_method}, whose proof is a signed request or document checked live against the platform, not an ID token: explain evaluates the JWT methods (github, gitlab, oidc, kubernetes, gcp)`,
+    );
+  }
   let idToken: string;
   try {
     idToken = readFileSync(idTokenFile === "-" ? 0 : idTokenFile, "utf8").trim();
@@ -92,11 +97,6 @@ export async function explainCommand(argv: string[]): Promise<number> {
     throw new CliError(`${idTokenFile} does not hold a JWT (header.payload.signature)`);
   }
   const out: string[] = [];
-  if (token.spec.join_method === "iam" || token.spec.join_method === "azure") {
-    throw new CliError(
-      `join token "${tokenName}" uses join method ${token.spec.join_method}, whose proof is a signed request or document checked live against the platform, not an ID token: explain evaluates the JWT methods (github, gitlab, oidc, kubernetes, gcp)`,
-    );
-  }
   const claimMethod = methodOf(token);
   if (!claimMethod) {
     throw new CliError(
