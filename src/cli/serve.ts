@@ -64,7 +64,6 @@ export async function serveCommand(argv: string[]): Promise<number> {
     if (e instanceof CliError) throw e;
     throw new CliError((e as Error).message);
   }
-  process.stdout.write(`idbot service listening on ${svc.url} (public URL ${svc.publicUrl})\n`);
   process.on("SIGHUP", async () => {
     try {
       await svc.reload();
@@ -74,11 +73,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
       );
     }
   });
-  await new Promise<void>((resolve) => {
+  // Handlers first, then the line that tells a supervisor (or a test) we are up.
+  const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
+  process.stdout.write(`idbot service listening on ${svc.url} (public URL ${svc.publicUrl})\n`);
+  await stopped;
   await svc.close();
   return 0;
 }

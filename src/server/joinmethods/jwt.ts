@@ -307,6 +307,7 @@ function mapJoseError(e: unknown, token: string, opts: VerifyOptions): JoinError
 function isFetchError(e: unknown): boolean {
   return (
     e instanceof TypeError ||
-    (e instanceof Error && /fetch|ECONNREFUSED|ENOTFOUND|status code/i.test(e.message))
+    (e instanceof Error &&
+      /fetch|ECONNREFUSED|ENOTFOUND|status code|JSON Web Key Set HTTP response|discovery|jwks_uri|aborted|timeout/i.test(e.message))
   );
 }
