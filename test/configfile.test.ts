@@ -158,7 +158,13 @@ outputs:
     assert.equal(c.values["registration-secret"], "s3cret-s3cret-s3cret");
     assert.equal(c.values.outputs, "ssh_host");
     assert.equal(c.values["ssh-host-key"], "/etc/ssh/ssh_host_ed25519_key.pub");
-    assert.deepEqual(c.daemon, { oneshot: true, renewalIntervalSeconds: 2400, retryIntervalSeconds: 60, maxRetries: 5, onRenew: "systemctl reload nginx" });
+    assert.deepEqual(c.daemon, {
+      oneshot: true,
+      renewalIntervalSeconds: 2400,
+      retryIntervalSeconds: 60,
+      maxRetries: 5,
+      onRenew: "systemctl reload nginx",
+    });
     assert.deepEqual(c.warnings, []);
   });
 });
@@ -206,7 +212,10 @@ describe("config file: errors name the field and its line", () => {
     );
     rejects(`${head}auth_server: other:443\n`, /idbot\.yaml:4: auth_server: give the service address once/);
     rejects(`${head}max_retries: -1\n`, /idbot\.yaml:4: max_retries: /);
-    rejects(`${head}storage: { type: memory }\n`, /idbot\.yaml:4: storage\.type: storage type must be "directory"/);
+    rejects(
+      `${head}storage: { type: memory }\n`,
+      /idbot\.yaml:4: storage\.type: storage type must be "directory"/,
+    );
     rejects(
       `${head}outputs:\n  - type: kubernetes\n    kubernetes_cluster: a\n  - type: kubernetes\n    kubernetes_cluster: b\n`,
       /idbot\.yaml:8: outputs\[1\]\.kubernetes_cluster: "b" conflicts with "a" from outputs\[0\]\.kubernetes_cluster \(idbot\.yaml:6\)/,

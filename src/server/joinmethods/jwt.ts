@@ -308,6 +308,8 @@ function isFetchError(e: unknown): boolean {
   return (
     e instanceof TypeError ||
     (e instanceof Error &&
-      /fetch|ECONNREFUSED|ENOTFOUND|status code|JSON Web Key Set HTTP response|discovery|jwks_uri|aborted|timeout/i.test(e.message))
+      /fetch|ECONNREFUSED|ENOTFOUND|status code|JSON Web Key Set HTTP response|discovery|jwks_uri|aborted|timeout/i.test(
+        e.message,
+      ))
   );
 }
