@@ -203,7 +203,7 @@ describe("config file: errors name the field and its line", () => {
       /idbot\.yaml:5: outputs\[0\]\.kubernetes_cluster: is required/,
     );
     rejects(
-      "version: v2\nonboarding: { join_method: iam, token: t }\n",
+      "version: v2\nonboarding: { join_method: carrier-pigeon, token: t }\n",
       /idbot\.yaml:2: onboarding\.join_method: Invalid option: expected one of "github"\|"gitlab"\|"oidc"/,
     );
     rejects(

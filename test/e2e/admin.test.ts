@@ -201,7 +201,7 @@ describe("remote administration", () => {
     const add = await idbot(["admin", "tokens", "add", ...remote(), "--bot", "edge", "--ttl", "10m"]);
     assert.equal(add.code, 0, add.stderr);
     const secret = lastLine(add.stdout);
-    assert.match(secret, /^[A-Za-z0-9_-]{32}$/);
+    assert.match(secret, /^idbot_join_[A-Za-z0-9_-]{32}$/);
     assert.match(add.stderr, /one-time join secret tok-[0-9a-f]{8} for bot "edge"/);
     const joined = await post("/v1/join", {
       token: secret,

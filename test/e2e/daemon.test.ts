@@ -115,6 +115,7 @@ outputs:
     // A reader that keeps parsing the files while they are replaced.
     let reads = 0;
     let torn = 0;
+    const tornErrors: string[] = [];
     let reading = true;
     const reader = (async () => {
       while (reading) {
@@ -122,8 +123,9 @@ outputs:
           new X509Certificate(readFileSync(join(out, "identity", "tlscert")));
           parseCertificateLine(readFileSync(join(out, "identity", "key-cert.pub"), "utf8").trim());
           reads++;
-        } catch {
+        } catch (e) {
           torn++;
+          tornErrors.push(String(e));
         }
         await new Promise((r) => setImmediate(r));
       }
@@ -151,7 +153,7 @@ outputs:
     reading = false;
     await reader;
     assert.ok(reads > 100, `the reader read ${reads} times`);
-    assert.equal(torn, 0, "no reader ever saw a partial file");
+    assert.equal(torn, 0, `no reader ever saw a partial file: ${tornErrors.slice(0, 3).join("; ")}`);
 
     const exited = new Promise<number | null>((r) => daemon.once("exit", (code) => r(code)));
     daemon.kill("SIGTERM");

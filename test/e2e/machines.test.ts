@@ -155,7 +155,7 @@ describe("one-time join secrets", () => {
       "15m",
     );
     const secret = add.stdout.trim().split("\n").pop()!;
-    assert.match(secret, /^[A-Za-z0-9_-]{32}$/);
+    assert.match(secret, /^idbot_join_[A-Za-z0-9_-]{32}$/);
     assert.doesNotMatch(add.stderr, new RegExp(secret), "the secret is printed once, on stdout");
     const results = await Promise.all(
       Array.from({ length: 20 }, () =>

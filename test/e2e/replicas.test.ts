@@ -106,7 +106,7 @@ async function addSecret(bot = "edge"): Promise<string> {
   const r = await runIdbot(["admin", "tokens", "add", "--database", database, "--bot", bot]);
   assert.equal(r.code, 0, r.stderr);
   const secret = r.stdout.trim().split("\n").pop()!;
-  assert.match(secret, /^[A-Za-z0-9_-]{32}$/);
+  assert.match(secret, /^idbot_join_[A-Za-z0-9_-]{32}$/);
   return secret;
 }
 

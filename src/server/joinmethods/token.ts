@@ -9,7 +9,12 @@ export const hashSecret = (secret: string) => createHash("sha256").update(secret
 
 /** A fresh secret (shown once) and its public id. */
 export function newJoinSecret(): { secret: string; id: string } {
-  return { secret: randomBytes(24).toString("base64url"), id: `tok-${randomBytes(4).toString("hex")}` };
+  // The prefix keeps a secret from ever starting with "-" (a CLI would read it as a flag)
+  // and lets secret scanners recognise a leaked one.
+  return {
+    secret: `idbot_join_${randomBytes(24).toString("base64url")}`,
+    id: `tok-${randomBytes(4).toString("hex")}`,
+  };
 }
 
 export async function lookupJoinSecret(
