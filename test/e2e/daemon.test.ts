@@ -107,7 +107,9 @@ outputs:
     cleanups.push(async () => daemon.kill("SIGKILL"));
     const showLogs = () => `daemon:\n${logs}\nservice:\n${svc.logs()}`;
 
-    await until("the first join", () => existsSync(join(out, "identity", "tlscert")), 15_000, showLogs);
+    // The manifest is written after every file of the first join (renewals then replace
+    // files by rename; the first join creates them exclusively, so read after it is done).
+    await until("the first join", () => existsSync(join(out, ".idbot-manifest.json")), 15_000, showLogs);
     assert.equal(readFileSync(join(work, "storage", "bound_key.pem"), "utf8").includes("PRIVATE KEY"), true);
     const first = instanceOf(out);
     assert.equal(first.generation, 1);
