@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IDBOT } from "../test/helpers/service.ts";
 import { runLoad } from "./load.ts";
-import { benchResources, clientPublicKeys } from "./setup.ts";
+import { BENCH_SERVE_ARGS, benchResources, clientPublicKeys } from "./setup.ts";
 import { createIssuer, mintTokens, TokenPool } from "./tokens.ts";
 
 interface CallFrame {
@@ -38,7 +38,11 @@ function label(cf: CallFrame): string {
   return `${cf.functionName || "(anonymous)"} ${file ? `${file}:${cf.lineNumber + 1}` : ""}`.trim();
 }
 
-export function analyse(profile: CpuProfile, joins: number, top = 25): string {
+export function analyse(
+  profile: CpuProfile,
+  joins: number,
+  top = Number(process.env.PROFILE_TOP ?? 25),
+): string {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -106,6 +110,7 @@ async function startProfiledService(work: string, resources: string, listen: str
       listen,
       "--resources",
       resourcesFile,
+      ...BENCH_SERVE_ARGS,
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );

@@ -15,7 +15,7 @@ import { createTestTlsCA } from "../test/helpers/testca.ts";
 import { type StepTiming, timeMainStep, timeNodeStartup } from "./action.ts";
 import { type CryptoFloor, measureCryptoFloor } from "./crypto.ts";
 import { type JoinBody, type LoadResult, runLoad } from "./load.ts";
-import { benchResources, clientPublicKeys } from "./setup.ts";
+import { BENCH_SERVE_ARGS, benchResources, clientPublicKeys } from "./setup.ts";
 import { createIssuer, mintTokens, TokenPool } from "./tokens.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -340,6 +340,9 @@ async function main(): Promise<void> {
     svc = await startService({
       resources: benchResources(issuer, github.host),
       env: { NODE_EXTRA_CA_CERTS: ca.caFile },
+      // Every join comes from 127.0.0.1 with one join token: the per-address and per-token
+      // rate limits would measure themselves, not the join path.
+      args: BENCH_SERVE_ARGS,
     });
     // The helper keeps the whole stderr (three JSON log lines per join); keep a bounded tail instead.
     svc.proc.stderr!.removeAllListeners("data");

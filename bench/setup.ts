@@ -42,6 +42,10 @@ spec:
   return yaml;
 }
 
+/** `idbot serve` options for load runs: rate limits off (all load comes from one address
+ *  and one join token). */
+export const BENCH_SERVE_ARGS = ["--rate-limit", "0", "--token-rate-limit", "0"];
+
 /** One key pair for every request: the server does not care, and key generation is the client's cost. */
 export function clientPublicKeys(): { ssh: string; tls: string } {
   const ed = generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" });

@@ -389,15 +389,19 @@ function ekuExtension(usages: unknown): Buffer {
 // KeyObjects become SPKI through their JWK export (a few µs). Only the error message for an
 // unsupported key asks OpenSSL what it is.
 
+/** The key types a leaf may certify. */
+export type SubjectKeyType = "P-256" | "P-384" | "ed25519" | "rsa";
+
 interface SubjectKey {
   spki: Buffer;
   /** subjectPublicKey BIT STRING contents (what the SKI hashes) */
   bits: Buffer;
   rsa: boolean;
+  type: SubjectKeyType;
 }
 
 interface Curve {
-  name: string;
+  name: "P-256" | "P-384";
   /** SPKI bytes up to and including the 0x04 "uncompressed point" octet */
   prefix: Buffer;
   size: number;
@@ -476,7 +480,7 @@ function checkRsa(spki: Buffer): SubjectKey {
       "RSA modulus must be odd and the exponent odd, >= 3 and < 2^31",
     );
   }
-  return { spki, bits, rsa: true };
+  return { spki, bits, rsa: true, type: "rsa" };
 }
 
 /** `fromKeyObject`: OpenSSL already checked the point when the KeyObject was made. */
@@ -486,11 +490,11 @@ function checkSpki(spki: Buffer, fromKeyObject = false): SubjectKey {
       if (!fromKeyObject && !onCurve(c, spki.subarray(c.prefix.length))) {
         throw new CertificateInputError("publicKey", `${c.name} point is not on the curve`);
       }
-      return { spki, bits: spki.subarray(c.prefix.length - 1), rsa: false };
+      return { spki, bits: spki.subarray(c.prefix.length - 1), rsa: false, type: c.name };
     }
   }
   if (spki.length === ED25519_PREFIX.length + 32 && startsWith(spki, ED25519_PREFIX)) {
-    return { spki, bits: spki.subarray(ED25519_PREFIX.length), rsa: false };
+    return { spki, bits: spki.subarray(ED25519_PREFIX.length), rsa: false, type: "ed25519" };
   }
   let algorithmAt = -1;
   try {
@@ -552,27 +556,75 @@ function spkiFromKeyObject(key: KeyObject): Buffer {
 
 const PUBLIC_KEY_PEM = /^\s*-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]{1,4096})-----END PUBLIC KEY-----\s*$/;
 
+/**
+ * The DER of a PEM holding exactly one SubjectPublicKeyInfo (`BEGIN PUBLIC KEY`), by regex
+ * and base64 alone: OpenSSL's PEM decoder costs ~300 µs a call. Only the framing is checked
+ * here; whatever the DER holds is checked by SubjectPublicKey.from / issue().
+ */
+export function spkiFromPem(pem: unknown): Buffer {
+  const m = typeof pem === "string" ? PUBLIC_KEY_PEM.exec(pem) : null;
+  if (!m)
+    throw new CertificateInputError("publicKey", "PEM must hold one SubjectPublicKeyInfo (BEGIN PUBLIC KEY)");
+  const body = m[1]!.replace(/\s+/g, "");
+  // Canonical base64 only: padding at the very end, and only as much as the length needs.
+  if (body.length % 4 !== 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(body))
+    throw new CertificateInputError("publicKey", "PEM body is not valid base64");
+  return Buffer.from(body, "base64");
+}
+
 function checkPublicKey(input: unknown): SubjectKey {
+  if (input instanceof SubjectPublicKey) {
+    const checked = checkedKeys.get(input);
+    if (checked) return checked;
+  }
   if (Buffer.isBuffer(input)) {
     if (input.length > 4096) throw new CertificateInputError("publicKey", "SPKI larger than 4 KiB");
     return checkSpki(input);
   }
-  if (typeof input === "string") {
-    const m = PUBLIC_KEY_PEM.exec(input);
-    if (!m)
-      throw new CertificateInputError(
-        "publicKey",
-        "PEM must hold one SubjectPublicKeyInfo (BEGIN PUBLIC KEY)",
-      );
-    return checkSpki(Buffer.from(m[1]!, "base64"));
-  }
+  if (typeof input === "string") return checkSpki(spkiFromPem(input));
   if (input instanceof KeyObject) {
     if (input.type !== "public") {
       throw new CertificateInputError("publicKey", `expected a public key, got a ${input.type} key`);
     }
     return checkSpki(spkiFromKeyObject(input), true);
   }
-  throw new CertificateInputError("publicKey", "must be a KeyObject, SPKI DER Buffer or SPKI PEM string");
+  throw new CertificateInputError(
+    "publicKey",
+    "must be a KeyObject, SPKI DER Buffer, SPKI PEM string or SubjectPublicKey",
+  );
+}
+
+/** Keys validated by SubjectPublicKey.from: only instances made there are trusted. */
+const checkedKeys = new WeakMap<SubjectPublicKey, SubjectKey>();
+
+/**
+ * A subject public key checked once (canonical SPKI of an accepted type, EC point on its
+ * curve, RSA size and exponent), so that any number of certificates can be issued for it
+ * without checking it again. It holds its own copy of the DER.
+ */
+export class SubjectPublicKey {
+  readonly type: SubjectKeyType;
+
+  private constructor(key: SubjectKey) {
+    this.type = key.type;
+    checkedKeys.set(this, key);
+    Object.freeze(this);
+  }
+
+  /** Throws CertificateInputError (field "publicKey") for anything issue() would refuse. */
+  static from(input: KeyObject | Buffer | string): SubjectPublicKey {
+    if (input instanceof SubjectPublicKey) return input;
+    const k = checkPublicKey(input);
+    const spki = Buffer.allocUnsafeSlow(k.spki.length);
+    k.spki.copy(spki);
+    const bitsAt = k.spki.length - k.bits.length;
+    return new SubjectPublicKey({ ...k, spki, bits: spki.subarray(bitsAt) });
+  }
+
+  /** The SubjectPublicKeyInfo DER (a copy). */
+  spki(): Buffer {
+    return Buffer.from(checkedKeys.get(this)!.spki);
+  }
 }
 
 /** The subjectPublicKey bits of any SPKI (only used off the hot path). */
@@ -674,8 +726,9 @@ export function createSelfSignedCA(opts: CaCertOptions): string {
 }
 
 export interface LeafOptions {
-  /** EC P-256/P-384, Ed25519 or RSA 2048-8192 bits: public KeyObject, SPKI DER or SPKI PEM. */
-  publicKey: KeyObject | Buffer | string;
+  /** EC P-256/P-384, Ed25519 or RSA 2048-8192 bits: public KeyObject, SPKI DER or SPKI PEM,
+   *  or a SubjectPublicKey checked once for several certificates. */
+  publicKey: KeyObject | Buffer | string | SubjectPublicKey;
   commonName: string;
   /** Each becomes its own O RDN (Kubernetes reads every O as a group). */
   organizations?: readonly string[];
