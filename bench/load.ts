@@ -10,6 +10,8 @@ export interface JoinBody {
   sshPublicKey: string;
   tlsPublicPem: string;
   outputs: string[];
+  /** Per-output parameters (kubernetes, database, jwt, spiffe) sent with every join. */
+  params?: Record<string, unknown>;
 }
 
 export interface LoadOptions {
@@ -56,6 +58,7 @@ function bodyTemplate(b: JoinBody): [string, string] {
     id_token: marker,
     public_keys: { ssh: b.sshPublicKey, tls: b.tlsPublicPem },
     outputs: b.outputs,
+    ...b.params,
   });
   const quoted = JSON.stringify(marker).slice(1, -1);
   const i = json.indexOf(quoted);

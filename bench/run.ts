@@ -5,6 +5,7 @@
 //
 // Rows are data (LEVELS below): a later row with other `outputs`, or a second service on
 // PostgreSQL, is one more entry with its own target.
+
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -15,6 +16,7 @@ import { createTestTlsCA } from "../test/helpers/testca.ts";
 import { type StepTiming, timeMainStep, timeNodeStartup } from "./action.ts";
 import { type CryptoFloor, measureCryptoFloor } from "./crypto.ts";
 import { type JoinBody, type LoadResult, runLoad } from "./load.ts";
+import { runReplicaBench } from "./replicas.ts";
 import { BENCH_SERVE_ARGS, benchResources, clientPublicKeys } from "./setup.ts";
 import { createIssuer, mintTokens, TokenPool } from "./tokens.ts";
 
@@ -37,11 +39,22 @@ interface Level {
   name: string;
   concurrency: number;
   outputs: string[];
+  params?: Record<string, unknown>;
 }
+/** Every output at once: SSH, TLS, kubeconfig, database, X.509-SVID and JWT-SVID. */
+const ALL_OUTPUTS: Pick<Level, "outputs" | "params"> = {
+  outputs: ["identity", "ssh", "kubernetes", "database", "spiffe-x509", "jwt"],
+  params: {
+    kubernetes: { cluster: "bench" },
+    database: { service: "bench-db", user: "bench" },
+    jwt: { audiences: ["vault"] },
+  },
+};
 const LEVELS: Level[] = [
   { name: "c=1", concurrency: 1, outputs: ["identity", "ssh"] },
   { name: "c=16", concurrency: 16, outputs: ["identity", "ssh"] },
   { name: "c=64", concurrency: 64, outputs: ["identity", "ssh"] },
+  { name: "all outputs c=16", concurrency: 16, ...ALL_OUTPUTS },
 ];
 
 const TARGET = { joinsPerS: 2000, p99MsAt64: 25, rssMb: 150, mainStepMs: 300 };
@@ -95,7 +108,7 @@ async function runLevel(
     durationMs: DURATION_MS,
     warmupMs: WARMUP_MS,
     tokens: pool,
-    body: { ...body, outputs: level.outputs },
+    body: { ...body, outputs: level.outputs, params: level.params },
   });
   const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
   const used = before - pool.remaining;
@@ -435,7 +448,15 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
+async function all(): Promise<void> {
+  await main();
+  // Two replicas on PostgreSQL against one SQLite process, in the same run (BENCH_REPLICAS=0 skips).
+  if (process.env.BENCH_REPLICAS !== "0") {
+    await runReplicaBench(); // prints its table and BENCH_REPLICAS_JSON
+  }
+}
+
+all().catch((e: unknown) => {
   console.error(e);
   process.exitCode = 1;
 });
