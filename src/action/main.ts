@@ -1,9 +1,10 @@
+import { existsSync } from "node:fs";
 // The Action's main step: read inputs, join, publish outputs. All logic lives in client/.
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as core from "@actions/core";
-import { cacheFile } from "@actions/tool-cache";
+import { cacheFile, find } from "@actions/tool-cache";
 import pkg from "../../package.json" with { type: "json" };
 import {
   type CommonInputs,
@@ -95,6 +96,12 @@ async function run(): Promise<void> {
  * the runner's own Node.js (a self-hosted runner may have no node on PATH).
  */
 async function putCliOnPath(): Promise<void> {
+  // Cached once per version and runner: later uses in the job only add it to PATH.
+  const cached = find("idbot", pkg.version);
+  if (cached && existsSync(join(cached, process.platform === "win32" ? "idbot.cmd" : "idbot"))) {
+    core.addPath(cached);
+    return;
+  }
   const bundle = fileURLToPath(new URL("./idbot.js", import.meta.url));
   const dir = await cacheFile(bundle, "idbot.mjs", "idbot", pkg.version);
   const node = process.execPath;
