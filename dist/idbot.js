@@ -35223,6 +35223,14 @@ var init_crypto = __esm({
 });
 
 // src/server/store/store.ts
+function isStoreOutage(e) {
+  const code = String(e?.code ?? "");
+  const message2 = e instanceof Error ? e.message : String(e);
+  return /^(08|53|57P)/.test(code) || // PostgreSQL: connection exception, insufficient resources, shutdown
+  /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)$/.test(code) || /^SQLITE_(FULL|IOERR|BUSY|READONLY|CANTOPEN|LOCKED)/.test(code) || /Connection terminated|connection timeout|Client has encountered a connection error|database system is (shutting down|starting up)/i.test(
+    message2
+  );
+}
 var REQUIRED_CAS;
 var init_store = __esm({
   "src/server/store/store.ts"() {
@@ -37633,7 +37641,7 @@ async function audited(ctx2, base2, type, work) {
   try {
     return await work();
   } catch (e) {
-    const err = e instanceof JoinError ? e : await ctx2.store.healthy().catch(() => false) ? new JoinError("internal", "the service failed to process the request", void 0, String(e)) : new JoinError(
+    const err = e instanceof JoinError ? e : !isStoreOutage(e) && await ctx2.store.healthy().catch(() => false) ? new JoinError("internal", "the service failed to process the request", void 0, String(e)) : new JoinError(
       "unavailable",
       "the service's store is unavailable",
       "Retry shortly, or use another replica.",
@@ -37812,6 +37820,7 @@ var init_join2 = __esm({
     init_method();
     init_token();
     init_policy();
+    init_store();
   }
 });
 

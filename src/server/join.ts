@@ -17,7 +17,7 @@ import { attestWith } from "./joinmethods/method.ts";
 import { lookupJoinSecret } from "./joinmethods/token.ts";
 import { grantsFor } from "./policy/policy.ts";
 import type { ResourceSet } from "./policy/resources.ts";
-import type { AuditEvent, BoundJoin, ReplayKey, Store } from "./store/store.ts";
+import { type AuditEvent, type BoundJoin, isStoreOutage, type ReplayKey, type Store } from "./store/store.ts";
 
 export interface JoinContext extends IssueContext {
   store: Store;
@@ -47,7 +47,7 @@ export async function audited<T>(
     const err =
       e instanceof JoinError
         ? e
-        : (await ctx.store.healthy().catch(() => false))
+        : !isStoreOutage(e) && (await ctx.store.healthy().catch(() => false))
           ? new JoinError("internal", "the service failed to process the request", undefined, String(e))
           : new JoinError(
               "unavailable",

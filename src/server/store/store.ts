@@ -187,3 +187,19 @@ export interface Store {
   healthy(): Promise<boolean>;
   close(): Promise<void>;
 }
+
+/** Whether an error means the store cannot be reached or written right now (database
+ *  down or restarting, connection lost, disk full or read-only): a 503 the client may
+ *  retry elsewhere, not a 500. */
+export function isStoreOutage(e: unknown): boolean {
+  const code = String((e as { code?: unknown })?.code ?? "");
+  const message = e instanceof Error ? e.message : String(e);
+  return (
+    /^(08|53|57P)/.test(code) || // PostgreSQL: connection exception, insufficient resources, shutdown
+    /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)$/.test(code) ||
+    /^SQLITE_(FULL|IOERR|BUSY|READONLY|CANTOPEN|LOCKED)/.test(code) ||
+    /Connection terminated|connection timeout|Client has encountered a connection error|database system is (shutting down|starting up)/i.test(
+      message,
+    )
+  );
+}
