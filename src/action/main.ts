@@ -18,9 +18,9 @@ import { joinRecordFile } from "../client/record.ts";
 import { type JoinResult, joinAndWrite } from "../client/run.ts";
 import {
   actionRefWarning,
-  githubIdTokenSource,
+  actionsIdTokenSource,
   loggableClaims,
-  MissingOidcError,
+  NoOidcPermissionError,
 } from "../client/sources/github.ts";
 import { InsecureUrlError, nodeTransport } from "../client/transport.ts";
 
@@ -33,7 +33,7 @@ async function run(): Promise<void> {
 
   const inputs: CommonInputs = parseCommonInputs((name) => core.getInput(name));
   core.saveState(STATE_CLEANUP, String(inputs.cleanup));
-  const fetchToken = githubIdTokenSource(inputs.audience);
+  const fetchToken = actionsIdTokenSource(inputs.audience);
   let claimsLogged = false;
 
   // Recorded with the files, so a later step can run `idbot join --refresh DIR`.
@@ -140,7 +140,7 @@ function runnerTemp(): string {
 }
 
 function describe(e: unknown): string {
-  if (e instanceof MissingOidcError) return `${e.message}.\n\n${e.hint}`;
+  if (e instanceof NoOidcPermissionError) return `${e.message}.\n\n${e.hint}`;
   if (e instanceof JoinFailure) {
     const what = e.kind === "denied" ? "the idbot service refused the join" : "the join failed";
     return `${what}: ${e.message}${e.hint ? `\nHint: ${e.hint}` : ""}`;

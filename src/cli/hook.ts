@@ -8,7 +8,7 @@
 
 import { envName, parseBoolean } from "../client/config.ts";
 import { cleanupHookDirs, exportToGithubEnv, hookExports, recordHookDir } from "../client/hook.ts";
-import { actionsOidcAvailable } from "../client/sources/actions-token.ts";
+import { actionsOidcAvailable } from "../client/sources/github.ts";
 import { CliError, EXIT, parseCommand } from "./args.ts";
 import { performJoin } from "./join.ts";
 

@@ -1,11 +1,21 @@
 // The proof of a GitHub Actions job: an OIDC ID token minted on demand by the runner's
 // token service (ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN, present only when the workflow grants
-// `id-token: write`). A fresh token can be minted for every attempt.
-import { getIDToken } from "@actions/core";
-import { decodeJwt } from "jose";
+// `id-token: write`), a fresh one for every attempt. The Action, the CLI and the runner
+// hooks all ask the endpoint directly, the way @actions/core's getIDToken does: GET
+// ACTIONS_ID_TOKEN_REQUEST_URL&audience=AUD with "Authorization: Bearer
+// ACTIONS_ID_TOKEN_REQUEST_TOKEN", answered with {"value": "<jwt>"}. getIDToken itself
+// prints workflow commands to stdout (the CLI's result channel) and retries on its own
+// schedule, outside the join's deadline.
 
-export class MissingOidcError extends Error {
-  override name = "MissingOidcError";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest, type RequestOptions } from "node:https";
+import { HttpsProxyAgent } from "https-proxy-agent";
+import { decodeJwt } from "jose";
+import { getProxyForUrl } from "proxy-from-env";
+
+/** The job may not request an OIDC token: fail before any network call, with the fix. */
+export class NoOidcPermissionError extends Error {
+  override name = "NoOidcPermissionError";
   readonly hint = [
     "Grant the job permission to request an OIDC token. In the workflow (or the job):",
     "",
@@ -24,26 +34,68 @@ export class MissingOidcError extends Error {
   }
 }
 
-export function githubOidcAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
+export function actionsOidcAvailable(env: NodeJS.ProcessEnv = process.env): boolean {
   return Boolean(env.ACTIONS_ID_TOKEN_REQUEST_URL && env.ACTIONS_ID_TOKEN_REQUEST_TOKEN);
 }
 
+const TIMEOUT_MS = 10_000;
+
+function retryable(message: string): Error {
+  // The token service failing is transient: the join loop retries it.
+  return Object.assign(new Error(`requesting the GitHub ID token failed: ${message}`), { retryable: true });
+}
+
+export function fetchGitHubIdToken(audience: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const url = new URL(env.ACTIONS_ID_TOKEN_REQUEST_URL!);
+  url.searchParams.set("audience", audience);
+  const options: RequestOptions = {
+    method: "GET",
+    headers: {
+      authorization: `Bearer ${env.ACTIONS_ID_TOKEN_REQUEST_TOKEN}`,
+      accept: "application/json",
+      "user-agent": "idbot-client",
+    },
+    timeout: TIMEOUT_MS,
+  };
+  const proxy = url.protocol === "https:" ? getProxyForUrl(url.href) : "";
+  if (proxy) options.agent = new HttpsProxyAgent(proxy);
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+    const req = send(url, options, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => {
+        body += d;
+        if (body.length > 64 * 1024) req.destroy(new Error("answer too large"));
+      });
+      res.on("end", () => {
+        if (res.statusCode !== 200) {
+          reject(retryable(`HTTP ${res.statusCode} ${body.slice(0, 200)}`));
+          return;
+        }
+        try {
+          const value = (JSON.parse(body) as { value?: unknown }).value;
+          if (typeof value !== "string" || value === "") throw new Error("no value");
+          resolve(value);
+        } catch {
+          reject(retryable("the token service's answer holds no token"));
+        }
+      });
+      res.on("error", (e) => reject(retryable(e.message)));
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
+    req.on("error", (e) => reject(retryable((e as NodeJS.ErrnoException).code ?? e.message)));
+    req.end();
+  });
+}
+
 /** Fails fast, before any network call, when the job has no OIDC permission. */
-export function githubIdTokenSource(
+export function actionsIdTokenSource(
   audience: string,
   env: NodeJS.ProcessEnv = process.env,
 ): () => Promise<string> {
-  if (!githubOidcAvailable(env)) throw new MissingOidcError();
-  return async () => {
-    try {
-      return await getIDToken(audience);
-    } catch (e) {
-      // The token service failing is transient: let the join loop retry it.
-      throw Object.assign(new Error(`requesting the GitHub ID token failed: ${(e as Error).message}`), {
-        retryable: true,
-      });
-    }
-  };
+  if (!actionsOidcAvailable(env)) throw new NoOidcPermissionError();
+  return () => fetchGitHubIdToken(audience, env);
 }
 
 /** Claims that identify the run and grant nothing: safe to log so a denied job can be fixed. */

@@ -19,25 +19,12 @@
 // another string that still verifies. Kept until exp + 2 min (Google's tokens last 1 h).
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { checkKeyUrl, staticJwks, verifyIdToken } from "./jwt.ts";
+import { keyUrlSchema, staticJwks, verifyIdToken } from "./jwt.ts";
 import type { ClaimJoinMethod } from "./method.ts";
 import { type FieldVerdict, globMatch, type Rule, type RuleVerdict } from "./rules.ts";
 
 export const GOOGLE_ISSUER = "https://accounts.google.com";
 export const GOOGLE_JWKS_URI = "https://www.googleapis.com/oauth2/v3/certs";
-
-const keyUrl = (what: string) =>
-  z.string().refine(
-    (s) => {
-      try {
-        checkKeyUrl(s, what);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    { message: `${what} must be an https:// URL (http:// only on loopback)` },
-  );
 
 /** A list of values; a single value is a list of one. */
 const values = (field: string, opts: { exact: boolean; re?: RegExp; what?: string }) =>
@@ -88,7 +75,7 @@ export const GcpTokenSpecSchema = z.strictObject({
   /** Default https://accounts.google.com. */
   issuer: z.string().min(1).max(1024).optional(),
   /** Default https://www.googleapis.com/oauth2/v3/certs. */
-  jwks_uri: keyUrl("jwks_uri").optional(),
+  jwks_uri: keyUrlSchema("jwks_uri").optional(),
   /** Google's keys given inline instead of fetched (they rotate: mind the update). */
   static_jwks: staticJwks.optional(),
   allow: z.array(GcpRuleSchema).min(1, "a gcp token needs at least one allow rule"),

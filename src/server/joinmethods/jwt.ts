@@ -86,6 +86,20 @@ export function checkKeyUrl(raw: string, what: string): string {
   throw new Error(`${what} ${raw} must be https:// (http:// only on loopback)`);
 }
 
+/** A resource field holding an issuer, discovery or JWKS URL (https, or http on loopback). */
+export const keyUrlSchema = (what: string) =>
+  z.string().refine(
+    (s) => {
+      try {
+        checkKeyUrl(s, what);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: `${what} must be an https:// URL (http:// only on loopback)` },
+  );
+
 async function discoverJwksUri(issuer: string): Promise<string> {
   const url = `${issuer.replace(/\/+$/, "")}/.well-known/openid-configuration`;
   const res = await fetch(checkKeyUrl(url, "the discovery URL"), {

@@ -25,7 +25,7 @@ import { Agent, request as httpsRequest } from "node:https";
 import * as jose from "jose";
 import { z } from "zod";
 import { denied, JoinError } from "./errors.ts";
-import { CLOCK_LEEWAY_SECONDS, checkKeyUrl, staticJwks, verifyIdToken } from "./jwt.ts";
+import { CLOCK_LEEWAY_SECONDS, keyUrlSchema, staticJwks, verifyIdToken } from "./jwt.ts";
 import type { CheckContext, ClaimJoinMethod } from "./method.ts";
 import { evaluateRules, type Rule } from "./rules.ts";
 
@@ -71,18 +71,6 @@ const https = (what: string) =>
     },
     { message: `${what} must be an https:// URL` },
   );
-const keyUrl = (what: string) =>
-  z.string().refine(
-    (s) => {
-      try {
-        checkKeyUrl(s, what);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    { message: `${what} must be an https:// URL (http:// only on loopback)` },
-  );
 
 export const KubernetesApiServerSchema = z
   .strictObject({
@@ -121,9 +109,9 @@ export const KubernetesTokenSpecSchema = z.discriminatedUnion("type", [
   }),
   z.strictObject({
     type: z.literal("oidc"),
-    issuer: keyUrl("issuer"),
+    issuer: keyUrlSchema("issuer"),
     /** Skips discovery when the keys are published elsewhere. */
-    jwks_uri: keyUrl("jwks_uri").optional(),
+    jwks_uri: keyUrlSchema("jwks_uri").optional(),
     ...common,
   }),
   z.strictObject({

@@ -3,29 +3,17 @@
 // an explicit jwks_uri, or static_jwks; allow rules name arbitrary claims (dotted paths
 // reach nested claims) with exact values or `*`/`?` globs.
 import { z } from "zod";
-import { checkKeyUrl, staticJwks, verifyIdToken } from "./jwt.ts";
+import { keyUrlSchema, staticJwks, verifyIdToken } from "./jwt.ts";
 import type { ClaimJoinMethod } from "./method.ts";
 import { evaluateRules, type Rule } from "./rules.ts";
 
 const ruleValue = z.union([z.string().min(1).max(512), z.number(), z.boolean()]).transform(String);
-const url = (what: string) =>
-  z.string().refine(
-    (s) => {
-      try {
-        checkKeyUrl(s, what);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    { message: `${what} must be an https:// URL (http:// only on loopback)` },
-  );
 
 export const OidcTokenSpecSchema = z.strictObject({
-  issuer: url("issuer"),
+  issuer: keyUrlSchema("issuer"),
   audience: z.string().min(1),
   /** Skips discovery when the issuer publishes keys elsewhere. */
-  jwks_uri: url("jwks_uri").optional(),
+  jwks_uri: keyUrlSchema("jwks_uri").optional(),
   static_jwks: staticJwks.optional(),
   allow: z
     .array(
