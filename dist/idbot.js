@@ -1142,8 +1142,8 @@ function parseUrl(urlString) {
     return null;
   }
 }
-function getProxyForUrl(url3) {
-  var parsedUrl = (typeof url3 === "string" ? parseUrl(url3) : url3) || {};
+function getProxyForUrl(url2) {
+  var parsedUrl = (typeof url2 === "string" ? parseUrl(url2) : url2) || {};
   var proto = parsedUrl.protocol;
   var hostname4 = parsedUrl.host;
   var port = parsedUrl.port;
@@ -1223,8 +1223,8 @@ function parseListen(listen) {
   if (port > 65535) throw new Error(`--listen port ${port} is out of range`);
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
-function normalizeServiceUrl(url3) {
-  return url3.trim().replace(/\/+$/, "");
+function normalizeServiceUrl(url2) {
+  return url2.trim().replace(/\/+$/, "");
 }
 var init_net = __esm({
   "src/protocol/net.ts"() {
@@ -1236,24 +1236,24 @@ var init_net = __esm({
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 function checkServiceUrl(raw) {
-  let url3;
+  let url2;
   try {
-    url3 = new URL(raw);
+    url2 = new URL(raw);
   } catch {
     throw new InsecureUrlError(`"${raw}" is not a URL; use the service's https:// URL`);
   }
-  if (url3.protocol === "https:") return url3;
-  if (url3.protocol === "http:" && isLoopbackHost(url3.hostname)) return url3;
-  if (url3.protocol === "http:") {
+  if (url2.protocol === "https:") return url2;
+  if (url2.protocol === "http:" && isLoopbackHost(url2.hostname)) return url2;
+  if (url2.protocol === "http:") {
     throw new InsecureUrlError(
-      `refusing plain HTTP to ${url3.host}: credentials would cross the network unencrypted. Use https://${url3.host}${url3.pathname === "/" ? "" : url3.pathname} (http:// is allowed only for loopback addresses).`
+      `refusing plain HTTP to ${url2.host}: credentials would cross the network unencrypted. Use https://${url2.host}${url2.pathname === "/" ? "" : url2.pathname} (http:// is allowed only for loopback addresses).`
     );
   }
-  throw new InsecureUrlError(`unsupported URL scheme "${url3.protocol}" in ${raw}; use https://`);
+  throw new InsecureUrlError(`unsupported URL scheme "${url2.protocol}" in ${raw}; use https://`);
 }
 function nodeTransport(opts = {}) {
   const request2 = (rawUrl, { method, body, headers, timeoutMs, maxResponseBytes = MAX_RESPONSE_BYTES }) => {
-    const url3 = checkServiceUrl(rawUrl);
+    const url2 = checkServiceUrl(rawUrl);
     const payload = body === void 0 ? void 0 : Buffer.from(JSON.stringify(body));
     const options = {
       method,
@@ -1265,14 +1265,14 @@ function nodeTransport(opts = {}) {
       },
       timeout: timeoutMs
     };
-    if (url3.protocol === "https:") {
+    if (url2.protocol === "https:") {
       if (opts.caPem) options.ca = opts.caPem;
-      const proxy = getProxyForUrl(url3.href);
+      const proxy = getProxyForUrl(url2.href);
       if (proxy) options.agent = new HttpsProxyAgent(proxy);
     }
     return new Promise((resolve8, reject) => {
-      const send2 = url3.protocol === "https:" ? httpsRequest : httpRequest;
-      const req = send2(url3, options, (res) => {
+      const send2 = url2.protocol === "https:" ? httpsRequest : httpRequest;
+      const req = send2(url2, options, (res) => {
         const chunks = [];
         let size = 0;
         res.on("data", (c) => {
@@ -1306,7 +1306,7 @@ function nodeTransport(opts = {}) {
         const code = e.code;
         reject(
           e instanceof TransportError ? e : new TransportError(
-            code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code) ? `TLS verification of ${url3.host} failed (${code}); if the service uses a private CA, pass it with the "ca" input` : `cannot reach ${url3.host}: ${code ?? e.message}`,
+            code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code) ? `TLS verification of ${url2.host} failed (${code}); if the service uses a private CA, pass it with the "ca" input` : `cannot reach ${url2.host}: ${code ?? e.message}`,
             code
           )
         );
@@ -3492,13 +3492,13 @@ function parseURLObject(trimmed, def) {
 function stripTabAndNewline(value) {
   return value.replace(asciiTabOrNewline, "");
 }
-function urlHostnameOk(url3, hostname4) {
+function urlHostnameOk(url2, hostname4) {
   hostname4.lastIndex = 0;
-  return hostname4.test(url3.hostname);
+  return hostname4.test(url2.hostname);
 }
-function urlProtocolOk(url3, protocol) {
+function urlProtocolOk(url2, protocol) {
   protocol.lastIndex = 0;
-  return protocol.test(url3.protocol.endsWith(":") ? url3.protocol.slice(0, -1) : url3.protocol);
+  return protocol.test(url2.protocol.endsWith(":") ? url2.protocol.slice(0, -1) : url2.protocol);
 }
 function isValidIPv6(value) {
   if (!ipv6Alphabet.test(value))
@@ -4297,8 +4297,8 @@ var init_schemas = __esm({
       inst._zod.check = (payload) => {
         try {
           const trimmed = payload.value.trim();
-          const url3 = validateURL(trimmed, def);
-          if (url3 === URL_BAD_FORMAT) {
+          const url2 = validateURL(trimmed, def);
+          if (url2 === URL_BAD_FORMAT) {
             payload.issues.push({
               code: "invalid_format",
               format: "url",
@@ -4309,7 +4309,7 @@ var init_schemas = __esm({
             });
             return;
           }
-          if (url3 === URL_UNPARSEABLE) {
+          if (url2 === URL_UNPARSEABLE) {
             payload.issues.push({
               code: "invalid_format",
               format: "url",
@@ -4319,11 +4319,11 @@ var init_schemas = __esm({
             });
             return;
           }
-          if (url3 === true) {
+          if (url2 === true) {
             payload.value = stripTabAndNewline(trimmed);
             return;
           }
-          if (def.hostname && !urlHostnameOk(url3, def.hostname)) {
+          if (def.hostname && !urlHostnameOk(url2, def.hostname)) {
             payload.issues.push({
               code: "invalid_format",
               format: "url",
@@ -4334,7 +4334,7 @@ var init_schemas = __esm({
               continue: !def.abort
             });
           }
-          if (def.protocol && !urlProtocolOk(url3, def.protocol)) {
+          if (def.protocol && !urlProtocolOk(url2, def.protocol)) {
             payload.issues.push({
               code: "invalid_format",
               format: "url",
@@ -4345,7 +4345,7 @@ var init_schemas = __esm({
               continue: !def.abort
             });
           }
-          payload.value = def.normalize ? url3.href : stripTabAndNewline(trimmed);
+          payload.value = def.normalize ? url2.href : stripTabAndNewline(trimmed);
           return;
         } catch (_) {
           payload.issues.push({
@@ -29456,19 +29456,19 @@ function encode3(string4) {
   }
   return bytes;
 }
-function encodeBase64(input2, url3 = false) {
+function encodeBase64(input2, url2 = false) {
   if (Uint8Array.prototype.toBase64)
-    return input2.toBase64({ alphabet: url3 ? "base64url" : "base64", omitPadding: url3 });
+    return input2.toBase64({ alphabet: url2 ? "base64url" : "base64", omitPadding: url2 });
   const CHUNK_SIZE = 32768, arr = [];
   for (let i = 0; i < input2.length; i += CHUNK_SIZE)
     arr.push(String.fromCharCode.apply(null, input2.subarray(i, i + CHUNK_SIZE)));
   const encoded = btoa(arr.join(""));
-  return url3 ? encoded.replace(/=/g, "").replace(/\+/g, "-").replace(/\//g, "_") : encoded;
+  return url2 ? encoded.replace(/=/g, "").replace(/\+/g, "-").replace(/\//g, "_") : encoded;
 }
-function decodeBase64(encoded, url3 = false) {
+function decodeBase64(encoded, url2 = false) {
   if (Uint8Array.fromBase64)
-    return Uint8Array.fromBase64(encoded, { alphabet: url3 ? "base64url" : "base64" });
-  if (url3) {
+    return Uint8Array.fromBase64(encoded, { alphabet: url2 ? "base64url" : "base64" });
+  if (url2) {
     if (encoded.includes("+") || encoded.includes("/"))
       throw new TypeError("Invalid base64url");
     encoded = encoded.replace(/-/g, "+").replace(/_/g, "/");
@@ -30238,8 +30238,8 @@ var init_local = __esm({
 function isCloudflareWorkers() {
   return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
 }
-async function fetchJwks(url3, headers, signal, fetchImpl = fetch) {
-  const response = await fetchImpl(url3, {
+async function fetchJwks(url2, headers, signal, fetchImpl = fetch) {
+  const response = await fetchImpl(url2, {
     method: "GET",
     signal,
     redirect: "manual",
@@ -30265,10 +30265,10 @@ function validateDuration(value, fallback, option) {
     throw new TypeError(`"${option}" option must not be negative`);
   return typeof value == "number" ? value : fallback;
 }
-function createRemoteJWKSet(url3, options) {
-  if (!(url3 instanceof URL))
+function createRemoteJWKSet(url2, options) {
+  if (!(url2 instanceof URL))
     throw new TypeError("url must be an instance of URL");
-  const href = new URL(url3.href).href, opts = options ?? {}, timeoutOption = opts.timeoutDuration;
+  const href = new URL(url2.href).href, opts = options ?? {}, timeoutOption = opts.timeoutDuration;
   if (typeof timeoutOption == "number" && (!Number.isInteger(timeoutOption) || timeoutOption < 0))
     throw new TypeError('"timeoutDuration" option must be a non-negative integer');
   const timeoutDuration = typeof timeoutOption == "number" ? timeoutOption : 5e3, cooldownDuration = validateDuration(opts.cooldownDuration, 3e4, "cooldownDuration"), cacheMaxAge = validateDuration(opts.cacheMaxAge, 6e5, "cacheMaxAge"), headers = new Headers(opts.headers);
@@ -31772,6 +31772,7 @@ __export(jwt_exports, {
   CLOCK_LEEWAY_SECONDS: () => CLOCK_LEEWAY_SECONDS,
   JwksCache: () => JwksCache,
   checkKeyUrl: () => checkKeyUrl,
+  keyUrlSchema: () => keyUrlSchema,
   staticJwks: () => staticJwks,
   verifyIdToken: () => verifyIdToken
 });
@@ -31782,16 +31783,16 @@ function checkKeyUrl(raw, what) {
   throw new Error(`${what} ${raw} must be https:// (http:// only on loopback)`);
 }
 async function discoverJwksUri(issuer) {
-  const url3 = `${issuer.replace(/\/+$/, "")}/.well-known/openid-configuration`;
-  const res = await fetch(checkKeyUrl(url3, "the discovery URL"), {
+  const url2 = `${issuer.replace(/\/+$/, "")}/.well-known/openid-configuration`;
+  const res = await fetch(checkKeyUrl(url2, "the discovery URL"), {
     headers: { accept: "application/json", "user-agent": "idbot" },
     signal: AbortSignal.timeout(5e3)
   });
-  if (!res.ok) throw new Error(`discovery at ${url3} answered HTTP ${res.status}`);
+  if (!res.ok) throw new Error(`discovery at ${url2} answered HTTP ${res.status}`);
   const doc = await res.json();
   if (doc.issuer !== issuer)
-    throw new Error(`discovery at ${url3} names issuer ${JSON.stringify(doc.issuer)}, not ${issuer}`);
-  if (typeof doc.jwks_uri !== "string") throw new Error(`discovery at ${url3} has no jwks_uri`);
+    throw new Error(`discovery at ${url2} names issuer ${JSON.stringify(doc.issuer)}, not ${issuer}`);
+  if (typeof doc.jwks_uri !== "string") throw new Error(`discovery at ${url2} has no jwks_uri`);
   return checkKeyUrl(doc.jwks_uri, "jwks_uri");
 }
 async function verifyIdToken(token, opts) {
@@ -31942,7 +31943,7 @@ function isFetchError(e) {
     e.message
   );
 }
-var staticJwks, ALLOWED_ALGS, CLOCK_LEEWAY_SECONDS, JwksCache, B64URL, NONE_HEADER, verificationKeys, CryptoKeyClass;
+var staticJwks, ALLOWED_ALGS, CLOCK_LEEWAY_SECONDS, JwksCache, keyUrlSchema, B64URL, NONE_HEADER, verificationKeys, CryptoKeyClass;
 var init_jwt2 = __esm({
   "src/server/joinmethods/jwt.ts"() {
     "use strict";
@@ -31966,10 +31967,10 @@ var init_jwt2 = __esm({
     JwksCache = class {
       remote = /* @__PURE__ */ new Map();
       local = /* @__PURE__ */ new Map();
-      forUrl(url3) {
-        let ks = this.remote.get(url3);
+      forUrl(url2) {
+        let ks = this.remote.get(url2);
         if (!ks) {
-          ks = createRemoteJWKSet(new URL(url3), {
+          ks = createRemoteJWKSet(new URL(url2), {
             timeoutDuration: 5e3,
             // An unknown kid refetches at most once a second: a rotated issuer key is
             // picked up at once, and random kids cannot hammer the issuer.
@@ -31977,7 +31978,7 @@ var init_jwt2 = __esm({
             cacheMaxAge: 10 * 6e4,
             headers: { "user-agent": "idbot" }
           });
-          this.remote.set(url3, ks);
+          this.remote.set(url2, ks);
         }
         return ks;
       }
@@ -32005,6 +32006,17 @@ var init_jwt2 = __esm({
         return ks;
       }
     };
+    keyUrlSchema = (what) => external_exports.string().refine(
+      (s) => {
+        try {
+          checkKeyUrl(s, what);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { message: `${what} must be an https:// URL (http:// only on loopback)` }
+    );
     B64URL = /^[A-Za-z0-9_-]*$/;
     NONE_HEADER = "eyJhbGciOiJub25lIn0";
     verificationKeys = /* @__PURE__ */ new WeakMap();
@@ -33243,7 +33255,7 @@ function rawRules(rules) {
   }
   return out2;
 }
-var GOOGLE_ISSUER, GOOGLE_JWKS_URI, keyUrl, values, GCP_RULE_FIELDS, GcpRuleSchema, GcpTokenSpecSchema, str, text, obj, regionOf, matchers, RAW, MAX_EXPANDED, KEPT, gcpMethod;
+var GOOGLE_ISSUER, GOOGLE_JWKS_URI, values, GCP_RULE_FIELDS, GcpRuleSchema, GcpTokenSpecSchema, str, text, obj, regionOf, matchers, RAW, MAX_EXPANDED, KEPT, gcpMethod;
 var init_gcp = __esm({
   "src/server/joinmethods/gcp.ts"() {
     "use strict";
@@ -33252,17 +33264,6 @@ var init_gcp = __esm({
     init_rules();
     GOOGLE_ISSUER = "https://accounts.google.com";
     GOOGLE_JWKS_URI = "https://www.googleapis.com/oauth2/v3/certs";
-    keyUrl = (what) => external_exports.string().refine(
-      (s) => {
-        try {
-          checkKeyUrl(s, what);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { message: `${what} must be an https:// URL (http:// only on loopback)` }
-    );
     values = (field, opts) => external_exports.union([external_exports.string(), external_exports.array(external_exports.string()).min(1).max(64)]).transform((v) => Array.isArray(v) ? v : [v]).pipe(
       external_exports.array(
         external_exports.string().min(1).max(256).refine((s) => !opts.exact || !/[*?]/.test(s), {
@@ -33296,7 +33297,7 @@ var init_gcp = __esm({
       /** Default https://accounts.google.com. */
       issuer: external_exports.string().min(1).max(1024).optional(),
       /** Default https://www.googleapis.com/oauth2/v3/certs. */
-      jwks_uri: keyUrl("jwks_uri").optional(),
+      jwks_uri: keyUrlSchema("jwks_uri").optional(),
       /** Google's keys given inline instead of fetched (they rotate: mind the update). */
       static_jwks: staticJwks.optional(),
       allow: external_exports.array(GcpRuleSchema).min(1, "a gcp token needs at least one allow rule")
@@ -33559,10 +33560,10 @@ function parseAmzDate(s) {
   const t = new Date(Date.UTC(y, mo - 1, d, h, mi, se));
   return t.getUTCMonth() === mo - 1 && t.getUTCDate() === d ? t : void 0;
 }
-function hostAllowed(spec, url3) {
-  const host = url3.host.toLowerCase();
+function hostAllowed(spec, url2) {
+  const host = url2.host.toLowerCase();
   if (spec.sts_endpoints) return spec.sts_endpoints.includes(host);
-  return url3.port === "" && DEFAULT_STS_HOST.test(url3.hostname.toLowerCase());
+  return url2.port === "" && DEFAULT_STS_HOST.test(url2.hostname.toLowerCase());
 }
 function checkPresignedRequest(spec, proofString, audience, now) {
   let raw;
@@ -33581,19 +33582,19 @@ function checkPresignedRequest(spec, proofString, audience, now) {
     );
   const p = parsed.data;
   if (p.method !== "POST") throw refuse(`method ${JSON.stringify(p.method)} is not POST`);
-  let url3;
+  let url2;
   try {
-    url3 = new URL(p.url);
+    url2 = new URL(p.url);
   } catch {
     throw refuse("the URL is not a URL");
   }
-  if (url3.protocol !== "https:") throw refuse(`${url3.protocol}// is not https://`);
-  if (url3.username || url3.password) throw refuse("the URL carries credentials");
-  if (url3.pathname !== "/" || url3.search !== "" || url3.hash !== "")
+  if (url2.protocol !== "https:") throw refuse(`${url2.protocol}// is not https://`);
+  if (url2.username || url2.password) throw refuse("the URL carries credentials");
+  if (url2.pathname !== "/" || url2.search !== "" || url2.hash !== "")
     throw refuse(`the URL must be https://HOST/ with no path or query, not ${p.url.slice(0, 200)}`);
-  if (!hostAllowed(spec, url3))
+  if (!hostAllowed(spec, url2))
     throw refuse(
-      `${url3.host} is not an allowed STS endpoint (${spec.sts_endpoints ? spec.sts_endpoints.join(", ") : "sts.amazonaws.com, sts.REGION.amazonaws.com, sts-fips.REGION.amazonaws.com"})`
+      `${url2.host} is not an allowed STS endpoint (${spec.sts_endpoints ? spec.sts_endpoints.join(", ") : "sts.amazonaws.com, sts.REGION.amazonaws.com, sts-fips.REGION.amazonaws.com"})`
     );
   if (p.body !== GET_CALLER_IDENTITY_BODY)
     throw refuse(
@@ -33608,9 +33609,9 @@ function checkPresignedRequest(spec, proofString, audience, now) {
     if (/[\r\n\0]/.test(value)) throw refuse(`the header ${k} holds a control character`);
     headers[k] = value;
   }
-  if (headers.host?.toLowerCase() !== url3.host.toLowerCase())
+  if (headers.host?.toLowerCase() !== url2.host.toLowerCase())
     throw refuse(
-      `the signed host header ${JSON.stringify(headers.host ?? null)} is not the URL's host ${url3.host}`
+      `the signed host header ${JSON.stringify(headers.host ?? null)} is not the URL's host ${url2.host}`
     );
   const ct = headers["content-type"];
   if (ct !== void 0 && !/^application\/x-www-form-urlencoded(;\s*charset=utf-8)?$/i.test(ct.trim()))
@@ -33654,7 +33655,7 @@ function checkPresignedRequest(spec, proofString, audience, now) {
       `Sign it with ${AUDIENCE_HEADER}: ${audience} (idbot join --audience defaults to the server URL), or set the join token's audience to match.`
     );
   }
-  return { url: url3, headers, signature, amzDate: amzDate2 };
+  return { url: url2, headers, signature, amzDate: amzDate2 };
 }
 function postToSts(req) {
   const host = req.url.hostname.replace(/^\[|\]$/g, "");
@@ -33949,8 +33950,8 @@ function agentFor(ca) {
 }
 function tokenReview(api, token, audience) {
   const base2 = (api?.url ?? IN_CLUSTER_API_SERVER).replace(/\/+$/, "");
-  const url3 = new URL(`${base2}${TOKEN_REVIEW_PATH}`);
-  if (url3.protocol !== "https:") return Promise.reject(reviewUnavailable(`${base2} is not https`));
+  const url2 = new URL(`${base2}${TOKEN_REVIEW_PATH}`);
+  if (url2.protocol !== "https:") return Promise.reject(reviewUnavailable(`${base2} is not https`));
   const ca = api?.ca ?? operatorFile(api?.ca_file ?? IN_CLUSTER_CA_FILE, "the API server CA");
   const bearer = operatorFile(api?.token_file ?? IN_CLUSTER_TOKEN_FILE, "the service's token").trim();
   const body = JSON.stringify({
@@ -33960,7 +33961,7 @@ function tokenReview(api, token, audience) {
   });
   return new Promise((resolve8, reject) => {
     const req = httpsRequest3(
-      url3,
+      url2,
       {
         method: "POST",
         agent: agentFor(ca),
@@ -34074,7 +34075,7 @@ async function checkInCluster(spec, token, ctx2) {
     }
   });
 }
-var IN_CLUSTER_TOKEN_FILE, IN_CLUSTER_CA_FILE, IN_CLUSTER_API_SERVER, TOKEN_REVIEW_PATH, REVIEW_TIMEOUT_MS, MAX_REVIEW_BYTES, SA_USERNAME, glob, KubernetesRuleSchema, https, keyUrl2, KubernetesApiServerSchema, common, KubernetesTokenSpecSchema, str2, obj2, agents, reviewUnavailable, first, RAW_PATHS, KEPT2, kubernetesMethod;
+var IN_CLUSTER_TOKEN_FILE, IN_CLUSTER_CA_FILE, IN_CLUSTER_API_SERVER, TOKEN_REVIEW_PATH, REVIEW_TIMEOUT_MS, MAX_REVIEW_BYTES, SA_USERNAME, glob, KubernetesRuleSchema, https, KubernetesApiServerSchema, common, KubernetesTokenSpecSchema, str2, obj2, agents, reviewUnavailable, first, RAW_PATHS, KEPT2, kubernetesMethod;
 var init_kubernetes = __esm({
   "src/server/joinmethods/kubernetes.ts"() {
     "use strict";
@@ -34113,17 +34114,6 @@ var init_kubernetes = __esm({
       },
       { message: `${what} must be an https:// URL` }
     );
-    keyUrl2 = (what) => external_exports.string().refine(
-      (s) => {
-        try {
-          checkKeyUrl(s, what);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { message: `${what} must be an https:// URL (http:// only on loopback)` }
-    );
     KubernetesApiServerSchema = external_exports.strictObject({
       /** Default https://kubernetes.default.svc (the service runs in the cluster). */
       url: https("api_server.url").optional(),
@@ -34152,9 +34142,9 @@ var init_kubernetes = __esm({
       }),
       external_exports.strictObject({
         type: external_exports.literal("oidc"),
-        issuer: keyUrl2("issuer"),
+        issuer: keyUrlSchema("issuer"),
         /** Skips discovery when the keys are published elsewhere. */
-        jwks_uri: keyUrl2("jwks_uri").optional(),
+        jwks_uri: keyUrlSchema("jwks_uri").optional(),
         ...common
       }),
       external_exports.strictObject({
@@ -34226,7 +34216,7 @@ var init_kubernetes = __esm({
 });
 
 // src/server/joinmethods/oidc.ts
-var ruleValue4, url2, OidcTokenSpecSchema, DROPPED, oidcMethod;
+var ruleValue4, OidcTokenSpecSchema, DROPPED, oidcMethod;
 var init_oidc = __esm({
   "src/server/joinmethods/oidc.ts"() {
     "use strict";
@@ -34234,22 +34224,11 @@ var init_oidc = __esm({
     init_jwt2();
     init_rules();
     ruleValue4 = external_exports.union([external_exports.string().min(1).max(512), external_exports.number(), external_exports.boolean()]).transform(String);
-    url2 = (what) => external_exports.string().refine(
-      (s) => {
-        try {
-          checkKeyUrl(s, what);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { message: `${what} must be an https:// URL (http:// only on loopback)` }
-    );
     OidcTokenSpecSchema = external_exports.strictObject({
-      issuer: url2("issuer"),
+      issuer: keyUrlSchema("issuer"),
       audience: external_exports.string().min(1),
       /** Skips discovery when the issuer publishes keys elsewhere. */
-      jwks_uri: url2("jwks_uri").optional(),
+      jwks_uri: keyUrlSchema("jwks_uri").optional(),
       static_jwks: staticJwks.optional(),
       allow: external_exports.array(
         external_exports.record(external_exports.string().min(1).max(256), ruleValue4).refine((r) => Object.keys(r).length > 0, {
@@ -35067,7 +35046,7 @@ async function handleAdmin(req, res, path, ctx2, meta3) {
   }
 }
 async function route(req, path, api) {
-  const url3 = new URL(req.url ?? "/", "http://admin.invalid");
+  const url2 = new URL(req.url ?? "/", "http://admin.invalid");
   let parts;
   try {
     parts = path.slice("/v1/admin/".length).split("/").map(decodeURIComponent);
@@ -35076,7 +35055,7 @@ async function route(req, path, api) {
   }
   const method = req.method ?? "GET";
   const [group, arg, action] = parts;
-  const q2 = (k) => url3.searchParams.get(k) ?? void 0;
+  const q2 = (k) => url2.searchParams.get(k) ?? void 0;
   const noRoute = () => notFound(`no admin route ${method} ${path}`);
   switch (group) {
     case "tokens":
@@ -35274,9 +35253,9 @@ function pushCapped(json2, item, max = 10) {
   const list3 = (json2 ? JSON.parse(json2) : []).concat(item);
   return JSON.stringify(list3.slice(-max));
 }
-function describeUrl(url3) {
+function describeUrl(url2) {
   try {
-    const u = new URL(url3);
+    const u = new URL(url2);
     u.password = "";
     const host = u.searchParams.get("host");
     u.search = host ? `?host=${host}` : "";
@@ -35285,7 +35264,7 @@ function describeUrl(url3) {
     return "the PostgreSQL URL";
   }
 }
-async function openPostgresStore(url3, opts) {
+async function openPostgresStore(url2, opts) {
   if (!opts.caPassphrase) throw new PostgresStoreError("the PostgreSQL store needs IDBOT_CA_PASSPHRASE");
   const require2 = createRequire(import.meta.url);
   let pg;
@@ -35297,7 +35276,7 @@ async function openPostgresStore(url3, opts) {
     );
   }
   const pool = new pg.Pool({
-    connectionString: url3,
+    connectionString: url2,
     max: opts.maxConnections ?? 10,
     connectionTimeoutMillis: 1e4,
     idleTimeoutMillis: 3e4,
@@ -35314,7 +35293,7 @@ async function openPostgresStore(url3, opts) {
     });
     if (e instanceof PostgresStoreError) throw e;
     throw new PostgresStoreError(
-      `cannot open the PostgreSQL store at ${describeUrl(url3)}: ${e.message}`
+      `cannot open the PostgreSQL store at ${describeUrl(url2)}: ${e.message}`
     );
   }
   return store;
@@ -38516,8 +38495,8 @@ async function startService(opts) {
       server.listen(port, host, () => resolve8());
     });
     const actualPort = server.address().port;
-    const url3 = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
-    if (!publicUrl) publicUrl = url3;
+    const url2 = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
+    if (!publicUrl) publicUrl = url2;
     if (!trustDomain) trustDomain = new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
     const poll = setInterval(async () => {
       try {
@@ -38540,14 +38519,14 @@ async function startService(opts) {
     );
     prune.unref();
     logger.log("info", "idbot service started", {
-      url: url3,
+      url: url2,
       public_url: publicUrl,
       store: store.kind,
       data_dir: opts.dataDir,
       database: opts.database ? "postgres" : void 0
     });
     return {
-      url: url3,
+      url: url2,
       publicUrl,
       store,
       get authorities() {
@@ -40051,7 +40030,7 @@ function databaseOutput({ dir, response, keys }) {
     sslkey: abs("tls.key"),
     sslrootcert: abs("ca.crt")
   });
-  const url3 = `postgresql://${encodeURIComponent(d.user)}@${host}:${d.port}/${encodeURIComponent(d.name)}?${params.toString().replace(/\+/g, "%20")}`;
+  const url2 = `postgresql://${encodeURIComponent(d.user)}@${host}:${d.port}/${encodeURIComponent(d.name)}?${params.toString().replace(/\+/g, "%20")}`;
   return {
     files: [
       { path: "database/tls.crt", contents: d.certificate },
@@ -40063,7 +40042,7 @@ function databaseOutput({ dir, response, keys }) {
       "database-key": "database/tls.key",
       "database-ca": "database/ca.crt"
     },
-    values: { "database-url": url3 },
+    values: { "database-url": url2 },
     summary: [
       {
         type: `Database (${d.service})`,
@@ -40415,84 +40394,6 @@ function checkSameFiles(dir, listed, files) {
   }
 }
 
-// src/client/sources/actions-token.ts
-init_dist3();
-init_proxy_from_env();
-import { request as httpRequest2 } from "node:http";
-import { request as httpsRequest4 } from "node:https";
-var NoOidcPermissionError = class extends Error {
-  name = "NoOidcPermissionError";
-  hint = [
-    "Grant the job permission to request an OIDC token. In the workflow (or the job):",
-    "",
-    "  permissions:",
-    "    id-token: write",
-    "    contents: read",
-    "",
-    "Workflows triggered by pull requests from forks, and Dependabot runs, never get",
-    "id-token: write for security reasons: run the join only on trusted events."
-  ].join("\n");
-  constructor() {
-    super(
-      "this job cannot request a GitHub OIDC token: ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set"
-    );
-  }
-};
-function actionsOidcAvailable(env = process.env) {
-  return Boolean(env.ACTIONS_ID_TOKEN_REQUEST_URL && env.ACTIONS_ID_TOKEN_REQUEST_TOKEN);
-}
-var TIMEOUT_MS = 1e4;
-function retryable(message2) {
-  return Object.assign(new Error(`requesting the GitHub ID token failed: ${message2}`), { retryable: true });
-}
-function fetchGitHubIdToken(audience, env = process.env) {
-  const url3 = new URL(env.ACTIONS_ID_TOKEN_REQUEST_URL);
-  url3.searchParams.set("audience", audience);
-  const options = {
-    method: "GET",
-    headers: {
-      authorization: `Bearer ${env.ACTIONS_ID_TOKEN_REQUEST_TOKEN}`,
-      accept: "application/json",
-      "user-agent": "idbot-client"
-    },
-    timeout: TIMEOUT_MS
-  };
-  const proxy = url3.protocol === "https:" ? getProxyForUrl(url3.href) : "";
-  if (proxy) options.agent = new HttpsProxyAgent(proxy);
-  return new Promise((resolve8, reject) => {
-    const send2 = url3.protocol === "https:" ? httpsRequest4 : httpRequest2;
-    const req = send2(url3, options, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d) => {
-        body += d;
-        if (body.length > 64 * 1024) req.destroy(new Error("answer too large"));
-      });
-      res.on("end", () => {
-        if (res.statusCode !== 200) {
-          reject(retryable(`HTTP ${res.statusCode} ${body.slice(0, 200)}`));
-          return;
-        }
-        try {
-          const value = JSON.parse(body).value;
-          if (typeof value !== "string" || value === "") throw new Error("no value");
-          resolve8(value);
-        } catch {
-          reject(retryable("the token service's answer holds no token"));
-        }
-      });
-      res.on("error", (e) => reject(retryable(e.message)));
-    });
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
-    req.on("error", (e) => reject(retryable(e.code ?? e.message)));
-    req.end();
-  });
-}
-function actionsIdTokenSource(audience, env = process.env) {
-  if (!actionsOidcAvailable(env)) throw new NoOidcPermissionError();
-  return () => fetchGitHubIdToken(audience, env);
-}
-
 // src/client/sources/azure.ts
 init_join();
 import { createHash as createHash12 } from "node:crypto";
@@ -40500,8 +40401,8 @@ import { createHash as createHash12 } from "node:crypto";
 // src/client/sources/iam.ts
 init_net();
 import { createHash as createHash11, createHmac, randomBytes as randomBytes8 } from "node:crypto";
-import { request as httpRequest3 } from "node:http";
-import { request as httpsRequest5 } from "node:https";
+import { request as httpRequest2 } from "node:http";
+import { request as httpsRequest4 } from "node:https";
 import { isIP as isIP5 } from "node:net";
 var GET_CALLER_IDENTITY_BODY2 = "Action=GetCallerIdentity&Version=2011-06-15";
 var AUDIENCE_HEADER2 = "x-idbot-audience";
@@ -40514,12 +40415,12 @@ function amzDate(now) {
   return now.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
 }
 function signGetCallerIdentity(opts) {
-  const url3 = new URL(opts.url);
+  const url2 = new URL(opts.url);
   const body = opts.body ?? GET_CALLER_IDENTITY_BODY2;
   const date5 = amzDate(opts.now ?? /* @__PURE__ */ new Date());
   const headers = {
     "content-type": "application/x-www-form-urlencoded; charset=utf-8",
-    host: url3.host,
+    host: url2.host,
     "x-amz-date": date5,
     [AUDIENCE_HEADER2]: opts.audience,
     [NONCE_HEADER]: randomBytes8(16).toString("hex")
@@ -40536,23 +40437,23 @@ function signGetCallerIdentity(opts) {
   for (const part of [opts.region, "sts", "aws4_request"]) key2 = hmac2(key2, part);
   const signature = createHmac("sha256", key2).update(stringToSign, "utf8").digest("hex");
   headers.authorization = `AWS4-HMAC-SHA256 Credential=${opts.credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
-  return { method: "POST", url: `${url3.origin}/`, headers, body };
+  return { method: "POST", url: `${url2.origin}/`, headers, body };
 }
 var REGION2 = /^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/;
 function stsEndpoint(env) {
   const envRegion = env.AWS_REGION || env.AWS_DEFAULT_REGION || void 0;
   const override = env.IDBOT_AWS_STS_ENDPOINT?.trim();
   if (override) {
-    let url3;
+    let url2;
     try {
-      url3 = new URL(/^[a-z]+:\/\//i.test(override) ? override : `https://${override}`);
+      url2 = new URL(/^[a-z]+:\/\//i.test(override) ? override : `https://${override}`);
     } catch {
       throw new JoinFailure("bad_input", `IDBOT_AWS_STS_ENDPOINT "${override}" is not a URL or host name`);
     }
-    if (url3.protocol !== "https:")
-      throw new JoinFailure("bad_input", `IDBOT_AWS_STS_ENDPOINT must be https://, not ${url3.protocol}//`);
-    const m = /^sts(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/.exec(url3.hostname);
-    return { url: `${url3.origin}/`, region: m?.[1] ?? envRegion ?? "us-east-1" };
+    if (url2.protocol !== "https:")
+      throw new JoinFailure("bad_input", `IDBOT_AWS_STS_ENDPOINT must be https://, not ${url2.protocol}//`);
+    const m = /^sts(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/.exec(url2.hostname);
+    return { url: `${url2.origin}/`, region: m?.[1] ?? envRegion ?? "us-east-1" };
   }
   if (!envRegion) return { url: "https://sts.amazonaws.com/", region: "us-east-1" };
   if (!REGION2.test(envRegion))
@@ -40564,27 +40465,27 @@ function stsEndpoint(env) {
   return { url: `https://sts.${envRegion}.${suffix}/`, region: envRegion };
 }
 function metadataBase(raw, variable) {
-  let url3;
+  let url2;
   try {
-    url3 = new URL(raw);
+    url2 = new URL(raw);
   } catch {
     throw new JoinFailure("bad_input", `${variable} "${raw}" is not a URL`);
   }
-  const host = url3.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const host = url2.hostname.replace(/^\[|\]$/g, "").toLowerCase();
   const linkLocal = isIP5(host) === 4 && host.startsWith("169.254.") || host === "fd00:ec2::254";
-  if (url3.protocol === "https:" || url3.protocol === "http:" && (linkLocal || isLoopbackHost(host)))
-    return url3;
+  if (url2.protocol === "https:" || url2.protocol === "http:" && (linkLocal || isLoopbackHost(host)))
+    return url2;
   throw new JoinFailure(
     "bad_input",
     `${variable} "${raw}" must be http:// to a link-local or loopback address, or https://`
   );
 }
 function metadataRequest(base2, method, path, headers, timeoutMs) {
-  const url3 = new URL(path, base2);
-  const request2 = url3.protocol === "https:" ? httpsRequest5 : httpRequest3;
+  const url2 = new URL(path, base2);
+  const request2 = url2.protocol === "https:" ? httpsRequest4 : httpRequest2;
   return new Promise((resolve8, reject) => {
     const r = request2(
-      url3,
+      url2,
       {
         method,
         headers: {
@@ -40701,7 +40602,7 @@ var IMDS_TIMEOUT_MS2 = 5e3;
 function imdsNonce2(challengeNonce) {
   return createHash12("sha256").update(challengeNonce, "utf8").digest("hex").slice(0, 32);
 }
-var retryable2 = (message2) => Object.assign(new Error(message2), { retryable: true });
+var retryable = (message2) => Object.assign(new Error(message2), { retryable: true });
 async function challenge(opts) {
   const res = await opts.transport.postJson(
     `${opts.server.replace(/\/+$/, "")}/v1/join/challenge`,
@@ -40714,7 +40615,7 @@ async function challenge(opts) {
       message2 = JSON.parse(res.body).error.message;
     } catch {
     }
-    if (res.status >= 500 || res.status === 429) throw retryable2(`challenge: ${message2}`);
+    if (res.status >= 500 || res.status === 429) throw retryable(`challenge: ${message2}`);
     throw new JoinFailure("denied", `the service refused a challenge: ${message2}`);
   }
   return ChallengeResponseSchema.parse(JSON.parse(res.body));
@@ -40734,7 +40635,7 @@ function azureProofSource(opts) {
           "The azure join method runs on an Azure VM (or a scale set instance) with a managed identity."
         );
       }
-      if (res.status === 429 || res.status >= 500) throw retryable2(`Azure IMDS ${what}: HTTP ${res.status}`);
+      if (res.status === 429 || res.status >= 500) throw retryable(`Azure IMDS ${what}: HTTP ${res.status}`);
       let body = {};
       try {
         body = JSON.parse(res.body);
@@ -40845,34 +40746,34 @@ var METADATA_HOSTS = /* @__PURE__ */ new Set(["metadata.google.internal", "metad
 var MAX_ANSWER = 64 * 1024;
 function metadataUrl(raw) {
   const value = raw?.trim() || GCP_METADATA_IDENTITY_URL;
-  let url3;
+  let url2;
   try {
-    url3 = new URL(value);
+    url2 = new URL(value);
   } catch {
     throw new IdTokenError("malformed", `IDBOT_GCP_METADATA_URL "${value}" is not a URL`);
   }
-  if (url3.protocol !== "http:" || !(METADATA_HOSTS.has(url3.hostname) || isLoopbackHost(url3.hostname))) {
+  if (url2.protocol !== "http:" || !(METADATA_HOSTS.has(url2.hostname) || isLoopbackHost(url2.hostname))) {
     throw new IdTokenError(
       "malformed",
       `IDBOT_GCP_METADATA_URL "${value}" is not the metadata server: only http://metadata.google.internal, http://169.254.169.254 or a loopback address are asked for an identity token`
     );
   }
-  if (url3.pathname === "/" || url3.pathname === "") url3.pathname = IDENTITY_PATH;
-  url3.search = "";
-  url3.hash = "";
-  return url3;
+  if (url2.pathname === "/" || url2.pathname === "") url2.pathname = IDENTITY_PATH;
+  url2.search = "";
+  url2.hash = "";
+  return url2;
 }
-var retryable3 = (message2) => Object.assign(new Error(`requesting the GCP identity token failed: ${message2}`), { retryable: true });
+var retryable2 = (message2) => Object.assign(new Error(`requesting the GCP identity token failed: ${message2}`), { retryable: true });
 function gcpProofSource(opts) {
   const base2 = metadataUrl(opts.env.IDBOT_GCP_METADATA_URL);
   const timeoutMs = Math.min(opts.timeoutMs, 1e4);
   return () => {
-    const url3 = new URL(base2);
-    url3.searchParams.set("audience", opts.audience);
-    url3.searchParams.set("format", "full");
+    const url2 = new URL(base2);
+    url2.searchParams.set("audience", opts.audience);
+    url2.searchParams.set("format", "full");
     return new Promise((resolve8, reject) => {
       const req = request(
-        url3,
+        url2,
         {
           method: "GET",
           // A fresh connection: never a proxy from the environment.
@@ -40889,12 +40790,12 @@ function gcpProofSource(opts) {
           });
           res.on("end", () => {
             const status = res.statusCode ?? 0;
-            if (status >= 500 || status === 429) return reject(retryable3(`HTTP ${status}`));
+            if (status >= 500 || status === 429) return reject(retryable2(`HTTP ${status}`));
             if (res.headers["metadata-flavor"] !== "Google") {
               return reject(
                 new IdTokenError(
                   "malformed",
-                  `${url3.host} answered without "Metadata-Flavor: Google": it is not a GCE metadata server`
+                  `${url2.host} answered without "Metadata-Flavor: Google": it is not a GCE metadata server`
                 )
               );
             }
@@ -40902,7 +40803,7 @@ function gcpProofSource(opts) {
               return reject(
                 new IdTokenError(
                   "missing",
-                  `the metadata server has no identity for ${url3.pathname.split("/").at(-2)} (HTTP 404)`,
+                  `the metadata server has no identity for ${url2.pathname.split("/").at(-2)} (HTTP 404)`,
                   "Attach a service account to the VM (or name an existing one in IDBOT_GCP_METADATA_URL)."
                 )
               );
@@ -40921,7 +40822,7 @@ function gcpProofSource(opts) {
             }
             resolve8(token);
           });
-          res.on("error", (e) => reject(retryable3(e.message)));
+          res.on("error", (e) => reject(retryable2(e.message)));
         }
       );
       req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
@@ -40931,17 +40832,96 @@ function gcpProofSource(opts) {
           reject(
             new IdTokenError(
               "missing",
-              `${url3.hostname} does not resolve: this is not a Google Cloud VM, GKE node or Cloud Run service`,
+              `${url2.hostname} does not resolve: this is not a Google Cloud VM, GKE node or Cloud Run service`,
               "The gcp join method runs on Google Cloud; elsewhere use another join method."
             )
           );
         } else {
-          reject(retryable3(code ?? e.message));
+          reject(retryable2(code ?? e.message));
         }
       });
       req.end();
     });
   };
+}
+
+// src/client/sources/github.ts
+init_dist3();
+import { request as httpRequest3 } from "node:http";
+import { request as httpsRequest5 } from "node:https";
+init_proxy_from_env();
+var NoOidcPermissionError = class extends Error {
+  name = "NoOidcPermissionError";
+  hint = [
+    "Grant the job permission to request an OIDC token. In the workflow (or the job):",
+    "",
+    "  permissions:",
+    "    id-token: write",
+    "    contents: read",
+    "",
+    "Workflows triggered by pull requests from forks, and Dependabot runs, never get",
+    "id-token: write for security reasons: run the join only on trusted events",
+    "(e.g. `if: github.event.pull_request.head.repo.full_name == github.repository`)."
+  ].join("\n");
+  constructor() {
+    super(
+      "this job cannot request a GitHub OIDC token: ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set"
+    );
+  }
+};
+function actionsOidcAvailable(env = process.env) {
+  return Boolean(env.ACTIONS_ID_TOKEN_REQUEST_URL && env.ACTIONS_ID_TOKEN_REQUEST_TOKEN);
+}
+var TIMEOUT_MS = 1e4;
+function retryable3(message2) {
+  return Object.assign(new Error(`requesting the GitHub ID token failed: ${message2}`), { retryable: true });
+}
+function fetchGitHubIdToken(audience, env = process.env) {
+  const url2 = new URL(env.ACTIONS_ID_TOKEN_REQUEST_URL);
+  url2.searchParams.set("audience", audience);
+  const options = {
+    method: "GET",
+    headers: {
+      authorization: `Bearer ${env.ACTIONS_ID_TOKEN_REQUEST_TOKEN}`,
+      accept: "application/json",
+      "user-agent": "idbot-client"
+    },
+    timeout: TIMEOUT_MS
+  };
+  const proxy = url2.protocol === "https:" ? getProxyForUrl(url2.href) : "";
+  if (proxy) options.agent = new HttpsProxyAgent(proxy);
+  return new Promise((resolve8, reject) => {
+    const send2 = url2.protocol === "https:" ? httpsRequest5 : httpRequest3;
+    const req = send2(url2, options, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => {
+        body += d;
+        if (body.length > 64 * 1024) req.destroy(new Error("answer too large"));
+      });
+      res.on("end", () => {
+        if (res.statusCode !== 200) {
+          reject(retryable3(`HTTP ${res.statusCode} ${body.slice(0, 200)}`));
+          return;
+        }
+        try {
+          const value = JSON.parse(body).value;
+          if (typeof value !== "string" || value === "") throw new Error("no value");
+          resolve8(value);
+        } catch {
+          reject(retryable3("the token service's answer holds no token"));
+        }
+      });
+      res.on("error", (e) => reject(retryable3(e.message)));
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${TIMEOUT_MS} ms`)));
+    req.on("error", (e) => reject(retryable3(e.code ?? e.message)));
+    req.end();
+  });
+}
+function actionsIdTokenSource(audience, env = process.env) {
+  if (!actionsOidcAvailable(env)) throw new NoOidcPermissionError();
+  return () => fetchGitHubIdToken(audience, env);
 }
 
 // src/client/sources/keypair.ts
