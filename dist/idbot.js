@@ -5090,9 +5090,9 @@ var init_schemas = __esm({
           return payload;
         }
         const value = input2?.[def.discriminator];
-        const opt = disc.value.get(value);
-        if (opt && (value !== void 0 || ctx2.direction !== "backward")) {
-          return opt._zod.run(payload, ctx2);
+        const opt2 = disc.value.get(value);
+        if (opt2 && (value !== void 0 || ctx2.direction !== "backward")) {
+          return opt2._zod.run(payload, ctx2);
         }
         if (def.unionFallback || ctx2.direction === "backward") {
           return _super(payload, ctx2);
@@ -15434,9 +15434,9 @@ function generateUnionCheck(doc, ctx2, schema, accessor) {
   if (options.length === 1) {
     return generateCheck(doc, ctx2, options[0], accessor);
   }
-  const allLiterals = options.every((opt) => opt._zod.def.type === "literal" && !opt._zod.def.checks?.length);
+  const allLiterals = options.every((opt2) => opt2._zod.def.type === "literal" && !opt2._zod.def.checks?.length);
   if (allLiterals) {
-    const values2 = new Set(options.flatMap((opt) => opt._zod.def.values));
+    const values2 = new Set(options.flatMap((opt2) => opt2._zod.def.values));
     const valuesConst = addConstant(ctx2, values2);
     doc.write(`if (!${valuesConst}.has(${accessor})) return INVALID;`);
     return accessor;
@@ -15444,14 +15444,14 @@ function generateUnionCheck(doc, ctx2, schema, accessor) {
   const outputVar = newVar(ctx2);
   doc.write(`let ${outputVar};`);
   for (let i = 0; i < options.length; i++) {
-    const opt = options[i];
+    const opt2 = options[i];
     if (i === 0) {
       doc.write(`${outputVar} = (() => {`);
     } else {
       doc.write(`if (${outputVar} === INVALID) ${outputVar} = (() => {`);
     }
     doc.indented((d) => {
-      const branchOutput = generateCheck(d, ctx2, opt, accessor);
+      const branchOutput = generateCheck(d, ctx2, opt2, accessor);
       d.write(`return ${branchOutput};`);
     });
     doc.write(`})();`);
@@ -21314,9 +21314,9 @@ function visit(schema, fnOrHandlers) {
         const oldOptions = def.options;
         let changed = false;
         const newOptions = [];
-        for (const opt of oldOptions) {
-          const mapped = run(opt);
-          if (mapped !== opt)
+        for (const opt2 of oldOptions) {
+          const mapped = run(opt2);
+          if (mapped !== opt2)
             changed = true;
           newOptions.push(mapped);
         }
@@ -23455,7 +23455,7 @@ var require_stringify = __commonJS({
     var stringifyComment = require_stringifyComment();
     var stringifyString = require_stringifyString();
     function createStringifyContext(doc, options) {
-      const opt = Object.assign({
+      const opt2 = Object.assign({
         blockQuote: true,
         commentString: stringifyComment.stringifyComment,
         defaultKeyType: null,
@@ -23476,7 +23476,7 @@ var require_stringify = __commonJS({
         verifyAliasOrder: true
       }, doc.schema.toStringOptions, options);
       let inFlow;
-      switch (opt.collectionStyle) {
+      switch (opt2.collectionStyle) {
         case "block":
           inFlow = false;
           break;
@@ -23489,11 +23489,11 @@ var require_stringify = __commonJS({
       return {
         anchors: /* @__PURE__ */ new Set(),
         doc,
-        flowCollectionPadding: opt.flowCollectionPadding ? " " : "",
+        flowCollectionPadding: opt2.flowCollectionPadding ? " " : "",
         indent: "",
-        indentStep: typeof opt.indent === "number" ? " ".repeat(opt.indent) : "  ",
+        indentStep: typeof opt2.indent === "number" ? " ".repeat(opt2.indent) : "  ",
         inFlow,
-        options: opt
+        options: opt2
       };
     }
     function getTagObject(tags, item) {
@@ -24497,7 +24497,7 @@ var require_int = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "OCT",
       test: /^0o[0-7]+$/,
-      resolve: (str3, _onError, opt) => intResolve(str3, 2, 8, opt),
+      resolve: (str3, _onError, opt2) => intResolve(str3, 2, 8, opt2),
       stringify: (node2) => intStringify(node2, 8, "0o")
     };
     var int2 = {
@@ -24505,7 +24505,7 @@ var require_int = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:int",
       test: /^[-+]?[0-9]+$/,
-      resolve: (str3, _onError, opt) => intResolve(str3, 0, 10, opt),
+      resolve: (str3, _onError, opt2) => intResolve(str3, 0, 10, opt2),
       stringify: stringifyNumber.stringifyNumber
     };
     var intHex = {
@@ -24514,7 +24514,7 @@ var require_int = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "HEX",
       test: /^0x[0-9a-fA-F]+$/,
-      resolve: (str3, _onError, opt) => intResolve(str3, 2, 16, opt),
+      resolve: (str3, _onError, opt2) => intResolve(str3, 2, 16, opt2),
       stringify: (node2) => intStringify(node2, 16, "0x")
     };
     exports.int = int2;
@@ -24964,7 +24964,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "BIN",
       test: /^[-+]?0b[0-1_]+$/,
-      resolve: (str3, _onError, opt) => intResolve(str3, 2, 2, opt),
+      resolve: (str3, _onError, opt2) => intResolve(str3, 2, 2, opt2),
       stringify: (node2) => intStringify(node2, 2, "0b")
     };
     var intOct = {
@@ -24973,7 +24973,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "OCT",
       test: /^[-+]?0[0-7_]+$/,
-      resolve: (str3, _onError, opt) => intResolve(str3, 1, 8, opt),
+      resolve: (str3, _onError, opt2) => intResolve(str3, 1, 8, opt2),
       stringify: (node2) => intStringify(node2, 8, "0")
     };
     var int2 = {
@@ -24981,7 +24981,7 @@ var require_int2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:int",
       test: /^[-+]?[0-9][0-9_]*$/,
-      resolve: (str3, _onError, opt) => intResolve(str3, 0, 10, opt),
+      resolve: (str3, _onError, opt2) => intResolve(str3, 0, 10, opt2),
       stringify: stringifyNumber.stringifyNumber
     };
     var intHex = {
@@ -24990,7 +24990,7 @@ var require_int2 = __commonJS({
       tag: "tag:yaml.org,2002:int",
       format: "HEX",
       test: /^[-+]?0x[0-9a-fA-F_]+$/,
-      resolve: (str3, _onError, opt) => intResolve(str3, 2, 16, opt),
+      resolve: (str3, _onError, opt2) => intResolve(str3, 2, 16, opt2),
       stringify: (node2) => intStringify(node2, 16, "0x")
     };
     exports.int = int2;
@@ -25456,7 +25456,7 @@ var require_Document = __commonJS({
           options = replacer;
           replacer = void 0;
         }
-        const opt = Object.assign({
+        const opt2 = Object.assign({
           intAsBigInt: false,
           keepSourceTokens: false,
           logLevel: "warn",
@@ -25466,8 +25466,8 @@ var require_Document = __commonJS({
           uniqueKeys: true,
           version: "1.2"
         }, options);
-        this.options = opt;
-        let { version: version2 } = opt;
+        this.options = opt2;
+        let { version: version2 } = opt2;
         if (options?._directives) {
           this.directives = options._directives.atDocument();
           if (this.directives.yaml.explicit)
@@ -25657,14 +25657,14 @@ var require_Document = __commonJS({
       setSchema(version2, options = {}) {
         if (typeof version2 === "number")
           version2 = String(version2);
-        let opt;
+        let opt2;
         switch (version2) {
           case "1.1":
             if (this.directives)
               this.directives.yaml.version = "1.1";
             else
               this.directives = new directives.Directives({ version: "1.1" });
-            opt = { resolveKnownTags: false, schema: "yaml-1.1" };
+            opt2 = { resolveKnownTags: false, schema: "yaml-1.1" };
             break;
           case "1.2":
           case "next":
@@ -25672,12 +25672,12 @@ var require_Document = __commonJS({
               this.directives.yaml.version = version2;
             else
               this.directives = new directives.Directives({ version: version2 });
-            opt = { resolveKnownTags: true, schema: "core" };
+            opt2 = { resolveKnownTags: true, schema: "core" };
             break;
           case null:
             if (this.directives)
               delete this.directives;
-            opt = null;
+            opt2 = null;
             break;
           default: {
             const sv = JSON.stringify(version2);
@@ -25686,8 +25686,8 @@ var require_Document = __commonJS({
         }
         if (options.schema instanceof Object)
           this.schema = options.schema;
-        else if (opt)
-          this.schema = new Schema.Schema(Object.assign(opt, options));
+        else if (opt2)
+          this.schema = new Schema.Schema(Object.assign(opt2, options));
         else
           throw new Error(`With a null YAML version, the { schema: Schema } option is required`);
       }
@@ -35201,6 +35201,73 @@ var init_crypto = __esm({
   }
 });
 
+// src/server/store/rows.ts
+function rowToCA(r) {
+  return {
+    name: r.name,
+    privateKeyPem: r.private_key_pem,
+    publicMaterial: r.public_material,
+    createdAt: r.created_at
+  };
+}
+function rowToInstance(r) {
+  return {
+    id: r.id,
+    botName: r.bot_name,
+    tokenName: r.token_name,
+    joinMethod: r.join_method,
+    claims: JSON.parse(r.claims),
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    generation: Number(r.generation),
+    lockedReason: opt(r.locked_reason),
+    authentications: JSON.parse(r.authentications ?? "[]"),
+    heartbeats: JSON.parse(r.heartbeats ?? "[]")
+  };
+}
+function rowToJoinToken(r) {
+  return {
+    id: r.id,
+    hash: r.hash,
+    botName: r.bot_name,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    usedAt: opt(r.used_at),
+    usedByInstance: opt(r.used_by_instance)
+  };
+}
+function rowToBound(r) {
+  return {
+    tokenName: r.token_name,
+    publicKey: opt(r.public_key),
+    boundAt: opt(r.bound_at),
+    joinStateHash: opt(r.join_state_hash),
+    recoveryCount: Number(r.recovery_count ?? 0),
+    instanceId: opt(r.instance_id),
+    lockedReason: opt(r.locked_reason)
+  };
+}
+function rowToAudit(r) {
+  return {
+    type: r.type,
+    time: r.time,
+    botName: opt(r.bot_name),
+    tokenName: opt(r.token_name),
+    instanceId: opt(r.instance_id),
+    joinMethod: opt(r.join_method),
+    remoteAddr: opt(r.remote_addr),
+    reason: opt(r.reason),
+    data: r.data ? JSON.parse(r.data) : void 0
+  };
+}
+var opt;
+var init_rows = __esm({
+  "src/server/store/rows.ts"() {
+    "use strict";
+    opt = (v) => v === null || v === void 0 ? void 0 : v;
+  }
+});
+
 // src/server/store/store.ts
 function isStoreOutage(e) {
   const code = String(e?.code ?? "");
@@ -35298,48 +35365,12 @@ async function openPostgresStore(url2, opts) {
   }
   return store;
 }
-function rowToInstance(r) {
-  return {
-    id: r.id,
-    botName: r.bot_name,
-    tokenName: r.token_name,
-    joinMethod: r.join_method,
-    claims: JSON.parse(r.claims),
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    generation: r.generation,
-    lockedReason: r.locked_reason ?? void 0,
-    authentications: JSON.parse(r.authentications ?? "[]"),
-    heartbeats: JSON.parse(r.heartbeats ?? "[]")
-  };
-}
-function rowToJoinToken(r) {
-  return {
-    id: r.id,
-    hash: r.hash,
-    botName: r.bot_name,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    usedAt: r.used_at ?? void 0,
-    usedByInstance: r.used_by_instance ?? void 0
-  };
-}
-function rowToBound(r) {
-  return {
-    tokenName: r.token_name,
-    publicKey: r.public_key ?? void 0,
-    boundAt: r.bound_at ?? void 0,
-    joinStateHash: r.join_state_hash ?? void 0,
-    recoveryCount: Number(r.recovery_count ?? 0),
-    instanceId: r.instance_id ?? void 0,
-    lockedReason: r.locked_reason ?? void 0
-  };
-}
 var MIGRATION_LOCK, HEALTH_TIMEOUT_MS, UNIQUE_VIOLATION, WRONG_PASSPHRASE, MIGRATIONS, Refusal, PostgresStoreError, PostgresStore;
 var init_postgres = __esm({
   "src/server/store/postgres.ts"() {
     "use strict";
     init_crypto();
+    init_rows();
     init_store();
     MIGRATION_LOCK = "7236837756449337345";
     HEALTH_TIMEOUT_MS = 2e3;
@@ -35801,17 +35832,7 @@ var init_postgres = __esm({
           "SELECT * FROM audit WHERE time >= $1 AND ($2::text IS NULL OR type = $2) ORDER BY seq DESC LIMIT $3",
           [opts.sinceIso ?? "", opts.type ?? null, opts.limit ?? 1e3]
         );
-        return rows.reverse().map((r) => ({
-          type: r.type,
-          time: r.time,
-          botName: r.bot_name ?? void 0,
-          tokenName: r.token_name ?? void 0,
-          instanceId: r.instance_id ?? void 0,
-          joinMethod: r.join_method ?? void 0,
-          remoteAddr: r.remote_addr ?? void 0,
-          reason: r.reason ?? void 0,
-          data: r.data ? JSON.parse(r.data) : void 0
-        }));
+        return rows.reverse().map(rowToAudit);
       }
       async getBotInstance(id) {
         const [r] = await this.rows("SELECT * FROM bot_instances WHERE id = $1", [id]);
@@ -35895,55 +35916,11 @@ function openSqliteStore(dataDir, options = {}) {
   }
   return new SqliteStore(new Database(file2, { timeout: 5e3 }), options);
 }
-function rowToCA(r) {
-  return {
-    name: r.name,
-    privateKeyPem: r.private_key_pem,
-    publicMaterial: r.public_material,
-    createdAt: r.created_at
-  };
-}
-function rowToInstance2(r) {
-  return {
-    id: r.id,
-    botName: r.bot_name,
-    tokenName: r.token_name,
-    joinMethod: r.join_method,
-    claims: JSON.parse(r.claims),
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    generation: r.generation,
-    lockedReason: r.locked_reason ?? void 0,
-    authentications: JSON.parse(r.authentications ?? "[]"),
-    heartbeats: JSON.parse(r.heartbeats ?? "[]")
-  };
-}
-function rowToJoinToken2(r) {
-  return {
-    id: r.id,
-    hash: r.hash,
-    botName: r.bot_name,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    usedAt: r.used_at ?? void 0,
-    usedByInstance: r.used_by_instance ?? void 0
-  };
-}
-function rowToBound2(r) {
-  return {
-    tokenName: r.token_name,
-    publicKey: r.public_key ?? void 0,
-    boundAt: r.bound_at ?? void 0,
-    joinStateHash: r.join_state_hash ?? void 0,
-    recoveryCount: Number(r.recovery_count ?? 0),
-    instanceId: r.instance_id ?? void 0,
-    lockedReason: r.locked_reason ?? void 0
-  };
-}
 var MIGRATIONS2, MAX_GROUP, WAL_RESTART_FRAMES, WAL_BACKSTOP_FRAMES, WAL_DEFAULT_FRAMES, CHECKPOINT_INTERVAL_MS, CHECKPOINT_IDLE_INTERVAL_MS, MAX_HOLD_MS, MAX_PREP_MS, CHECKPOINTER_SOURCE, Refusal2, StoreError, SqliteStore;
 var init_sqlite = __esm({
   "src/server/store/sqlite.ts"() {
     "use strict";
+    init_rows();
     init_store();
     MIGRATIONS2 = [
       `CREATE TABLE cas (name TEXT PRIMARY KEY, private_key_pem TEXT NOT NULL, public_material TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -36369,7 +36346,7 @@ timer = setTimeout(pass, workerData.intervalMs, false);
         return this.db.transaction(() => {
           const row = this.stmts.getInstance.get(r.id);
           if (!row) return { ok: false, reason: "unknown" };
-          const inst = rowToInstance2(row);
+          const inst = rowToInstance(row);
           if (inst.lockedReason) return { ok: false, reason: "locked", instance: inst };
           if (r.presented !== inst.generation) {
             const reason = `certificate generation ${r.presented} presented, current is ${inst.generation}: the identity was copied`;
@@ -36401,10 +36378,10 @@ timer = setTimeout(pass, workerData.intervalMs, false);
       }
       async getJoinTokenByHash(hash3) {
         const r = this.db.prepare("SELECT * FROM join_tokens WHERE hash = ?").get(hash3);
-        return r ? rowToJoinToken2(r) : void 0;
+        return r ? rowToJoinToken(r) : void 0;
       }
       async listJoinTokens() {
-        return this.db.prepare("SELECT * FROM join_tokens ORDER BY created_at").all().map(rowToJoinToken2);
+        return this.db.prepare("SELECT * FROM join_tokens ORDER BY created_at").all().map(rowToJoinToken);
       }
       async deleteJoinToken(id) {
         return this.db.prepare("DELETE FROM join_tokens WHERE id = ?").run(id).changes === 1;
@@ -36419,10 +36396,10 @@ timer = setTimeout(pass, workerData.intervalMs, false);
       }
       async getBoundKeypair(tokenName) {
         const r = this.db.prepare("SELECT * FROM bound_keypairs WHERE token_name = ?").get(tokenName);
-        return r ? rowToBound2(r) : void 0;
+        return r ? rowToBound(r) : void 0;
       }
       async listBoundKeypairs() {
-        return this.db.prepare("SELECT * FROM bound_keypairs ORDER BY token_name").all().map(rowToBound2);
+        return this.db.prepare("SELECT * FROM bound_keypairs ORDER BY token_name").all().map(rowToBound);
       }
       async updateBoundKeypair(tokenName, change) {
         return this.db.transaction(() => {
@@ -36468,25 +36445,15 @@ timer = setTimeout(pass, workerData.intervalMs, false);
       }
       async listAudit(opts = {}) {
         const rows = this.db.prepare("SELECT * FROM audit WHERE time >= ? AND (? IS NULL OR type = ?) ORDER BY seq DESC LIMIT ?").all(opts.sinceIso ?? "", opts.type ?? null, opts.type ?? null, opts.limit ?? 1e3);
-        return rows.reverse().map((r) => ({
-          type: r.type,
-          time: r.time,
-          botName: r.bot_name ?? void 0,
-          tokenName: r.token_name ?? void 0,
-          instanceId: r.instance_id ?? void 0,
-          joinMethod: r.join_method ?? void 0,
-          remoteAddr: r.remote_addr ?? void 0,
-          reason: r.reason ?? void 0,
-          data: r.data ? JSON.parse(r.data) : void 0
-        }));
+        return rows.reverse().map(rowToAudit);
       }
       async getBotInstance(id) {
         const r = this.stmts.getInstance.get(id);
-        return r ? rowToInstance2(r) : void 0;
+        return r ? rowToInstance(r) : void 0;
       }
       async listBotInstances(botName) {
         const rows = this.db.prepare("SELECT * FROM bot_instances WHERE (? IS NULL OR bot_name = ?) ORDER BY created_at").all(botName ?? null, botName ?? null);
-        return rows.map(rowToInstance2);
+        return rows.map(rowToInstance);
       }
       async pruneReplayKeys(nowSeconds) {
         return this.db.prepare("DELETE FROM replay WHERE expires_at < ?").run(nowSeconds).changes;

@@ -4,10 +4,12 @@
 // UPDATE), never by process memory, so it holds across replicas. The CA private keys are
 // stored encrypted (crypto.ts) under IDBOT_CA_PASSPHRASE. `pg` is loaded lazily so the
 // bundled CLI runs join/status/cleanup without it.
+
 import { createRequire } from "node:module";
 import type Pg from "pg";
 import type { Pool, PoolClient, QueryResultRow } from "pg";
 import { decryptSecret, encryptSecret } from "./crypto.ts";
+import { rowToAudit, rowToBound, rowToInstance, rowToJoinToken } from "./rows.ts";
 import type {
   AuditEvent,
   BotInstanceRecord,
@@ -660,17 +662,7 @@ export class PostgresStore implements Store {
       "SELECT * FROM audit WHERE time >= $1 AND ($2::text IS NULL OR type = $2) ORDER BY seq DESC LIMIT $3",
       [opts.sinceIso ?? "", opts.type ?? null, opts.limit ?? 1000],
     );
-    return rows.reverse().map((r) => ({
-      type: r.type as string,
-      time: r.time as string,
-      botName: (r.bot_name as string | null) ?? undefined,
-      tokenName: (r.token_name as string | null) ?? undefined,
-      instanceId: (r.instance_id as string | null) ?? undefined,
-      joinMethod: (r.join_method as string | null) ?? undefined,
-      remoteAddr: (r.remote_addr as string | null) ?? undefined,
-      reason: (r.reason as string | null) ?? undefined,
-      data: r.data ? (JSON.parse(r.data as string) as Record<string, unknown>) : undefined,
-    }));
+    return rows.reverse().map(rowToAudit);
   }
 
   async getBotInstance(id: string): Promise<BotInstanceRecord | undefined> {
@@ -711,44 +703,4 @@ export class PostgresStore implements Store {
   async close(): Promise<void> {
     await this.pool.end();
   }
-}
-
-function rowToInstance(r: Row): BotInstanceRecord {
-  return {
-    id: r.id as string,
-    botName: r.bot_name as string,
-    tokenName: r.token_name as string,
-    joinMethod: r.join_method as string,
-    claims: JSON.parse(r.claims as string) as Record<string, unknown>,
-    createdAt: r.created_at as string,
-    expiresAt: r.expires_at as string,
-    generation: r.generation as number,
-    lockedReason: (r.locked_reason as string | null) ?? undefined,
-    authentications: JSON.parse((r.authentications as string | undefined) ?? "[]"),
-    heartbeats: JSON.parse((r.heartbeats as string | undefined) ?? "[]"),
-  };
-}
-
-function rowToJoinToken(r: Row): JoinTokenRecord {
-  return {
-    id: r.id as string,
-    hash: r.hash as string,
-    botName: r.bot_name as string,
-    createdAt: r.created_at as string,
-    expiresAt: r.expires_at as string,
-    usedAt: (r.used_at as string | null) ?? undefined,
-    usedByInstance: (r.used_by_instance as string | null) ?? undefined,
-  };
-}
-
-function rowToBound(r: Row): BoundKeypairState {
-  return {
-    tokenName: r.token_name as string,
-    publicKey: (r.public_key as string | null) ?? undefined,
-    boundAt: (r.bound_at as string | null) ?? undefined,
-    joinStateHash: (r.join_state_hash as string | null) ?? undefined,
-    recoveryCount: Number(r.recovery_count ?? 0),
-    instanceId: (r.instance_id as string | null) ?? undefined,
-    lockedReason: (r.locked_reason as string | null) ?? undefined,
-  };
 }

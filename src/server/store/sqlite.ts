@@ -1,10 +1,12 @@
 // The embedded store: one SQLite file (WAL) in the data directory. better-sqlite3 is
 // loaded lazily so the bundled CLI runs join/status/cleanup without the native module.
+
 import { closeSync, constants, lstatSync, mkdirSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type BetterSqlite3 from "better-sqlite3";
+import { rowToAudit, rowToBound, rowToCA, rowToInstance, rowToJoinToken } from "./rows.ts";
 import type {
   AuditEvent,
   BotInstanceRecord,
@@ -748,17 +750,7 @@ export class SqliteStore implements Store {
       .all(opts.sinceIso ?? "", opts.type ?? null, opts.type ?? null, opts.limit ?? 1000) as Array<
       Record<string, unknown>
     >;
-    return rows.reverse().map((r) => ({
-      type: r.type as string,
-      time: r.time as string,
-      botName: (r.bot_name as string | null) ?? undefined,
-      tokenName: (r.token_name as string | null) ?? undefined,
-      instanceId: (r.instance_id as string | null) ?? undefined,
-      joinMethod: (r.join_method as string | null) ?? undefined,
-      remoteAddr: (r.remote_addr as string | null) ?? undefined,
-      reason: (r.reason as string | null) ?? undefined,
-      data: r.data ? (JSON.parse(r.data as string) as Record<string, unknown>) : undefined,
-    }));
+    return rows.reverse().map(rowToAudit);
   }
 
   async getBotInstance(id: string): Promise<BotInstanceRecord | undefined> {
@@ -796,53 +788,4 @@ export class SqliteStore implements Store {
     if (this.db.open) this.flushJoins();
     this.db.close();
   }
-}
-
-function rowToCA(r: Record<string, string>): CAKeyRecord {
-  return {
-    name: r.name as CAKeyRecord["name"],
-    privateKeyPem: r.private_key_pem!,
-    publicMaterial: r.public_material!,
-    createdAt: r.created_at!,
-  };
-}
-
-function rowToInstance(r: Record<string, unknown>): BotInstanceRecord {
-  return {
-    id: r.id as string,
-    botName: r.bot_name as string,
-    tokenName: r.token_name as string,
-    joinMethod: r.join_method as string,
-    claims: JSON.parse(r.claims as string) as Record<string, unknown>,
-    createdAt: r.created_at as string,
-    expiresAt: r.expires_at as string,
-    generation: r.generation as number,
-    lockedReason: (r.locked_reason as string | null) ?? undefined,
-    authentications: JSON.parse((r.authentications as string | undefined) ?? "[]"),
-    heartbeats: JSON.parse((r.heartbeats as string | undefined) ?? "[]"),
-  };
-}
-
-function rowToJoinToken(r: Record<string, string | null>): JoinTokenRecord {
-  return {
-    id: r.id!,
-    hash: r.hash!,
-    botName: r.bot_name!,
-    createdAt: r.created_at!,
-    expiresAt: r.expires_at!,
-    usedAt: r.used_at ?? undefined,
-    usedByInstance: r.used_by_instance ?? undefined,
-  };
-}
-
-function rowToBound(r: Record<string, string | number | null>): BoundKeypairState {
-  return {
-    tokenName: r.token_name as string,
-    publicKey: (r.public_key as string | null) ?? undefined,
-    boundAt: (r.bound_at as string | null) ?? undefined,
-    joinStateHash: (r.join_state_hash as string | null) ?? undefined,
-    recoveryCount: Number(r.recovery_count ?? 0),
-    instanceId: (r.instance_id as string | null) ?? undefined,
-    lockedReason: (r.locked_reason as string | null) ?? undefined,
-  };
 }

@@ -1,0 +1,76 @@
+// Rows to records, shared by both stores: their tables have the same columns (TEXT for
+// times and JSON), so one mapping serves SQLite and PostgreSQL.
+import type {
+  AuditEvent,
+  BotInstanceRecord,
+  BoundKeypairState,
+  CAKeyRecord,
+  JoinTokenRecord,
+} from "./store.ts";
+
+export type Row = Record<string, unknown>;
+
+const opt = (v: unknown) => (v === null || v === undefined ? undefined : (v as string));
+
+export function rowToCA(r: Row): CAKeyRecord {
+  return {
+    name: r.name as CAKeyRecord["name"],
+    privateKeyPem: r.private_key_pem as string,
+    publicMaterial: r.public_material as string,
+    createdAt: r.created_at as string,
+  };
+}
+
+export function rowToInstance(r: Row): BotInstanceRecord {
+  return {
+    id: r.id as string,
+    botName: r.bot_name as string,
+    tokenName: r.token_name as string,
+    joinMethod: r.join_method as string,
+    claims: JSON.parse(r.claims as string) as Record<string, unknown>,
+    createdAt: r.created_at as string,
+    expiresAt: r.expires_at as string,
+    generation: Number(r.generation),
+    lockedReason: opt(r.locked_reason),
+    authentications: JSON.parse((r.authentications as string | undefined) ?? "[]"),
+    heartbeats: JSON.parse((r.heartbeats as string | undefined) ?? "[]"),
+  };
+}
+
+export function rowToJoinToken(r: Row): JoinTokenRecord {
+  return {
+    id: r.id as string,
+    hash: r.hash as string,
+    botName: r.bot_name as string,
+    createdAt: r.created_at as string,
+    expiresAt: r.expires_at as string,
+    usedAt: opt(r.used_at),
+    usedByInstance: opt(r.used_by_instance),
+  };
+}
+
+export function rowToBound(r: Row): BoundKeypairState {
+  return {
+    tokenName: r.token_name as string,
+    publicKey: opt(r.public_key),
+    boundAt: opt(r.bound_at),
+    joinStateHash: opt(r.join_state_hash),
+    recoveryCount: Number(r.recovery_count ?? 0),
+    instanceId: opt(r.instance_id),
+    lockedReason: opt(r.locked_reason),
+  };
+}
+
+export function rowToAudit(r: Row): AuditEvent {
+  return {
+    type: r.type as string,
+    time: r.time as string,
+    botName: opt(r.bot_name),
+    tokenName: opt(r.token_name),
+    instanceId: opt(r.instance_id),
+    joinMethod: opt(r.join_method),
+    remoteAddr: opt(r.remote_addr),
+    reason: opt(r.reason),
+    data: r.data ? (JSON.parse(r.data as string) as Record<string, unknown>) : undefined,
+  };
+}
