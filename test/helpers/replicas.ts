@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ed25519PublicKeyLine } from "../../src/protocol/ssh.ts";
-import { IDBOT } from "./service.ts";
+import { IDBOT, launchServe } from "./service.ts";
 
 /** At least 16 characters, the same for every replica (encrypts the CA keys in the database). */
 export const TEST_CA_PASSPHRASE = "replica-test-passphrase-0123456789";
@@ -36,11 +36,8 @@ export async function startReplica(opts: {
   const work = mkdtempSync(join(tmpdir(), "idbot-replica-"));
   const resourcesFile = join(work, "resources.yaml");
   writeFileSync(resourcesFile, opts.resources);
-  const proc = spawn(
-    process.execPath,
+  const { proc, url, logs, stop } = await launchServe(
     [
-      IDBOT,
-      "serve",
       "--database",
       opts.database,
       "--listen",
@@ -50,45 +47,9 @@ export async function startReplica(opts: {
       ...(opts.publicUrl ? ["--public-url", opts.publicUrl] : []),
       ...(opts.args ?? []),
     ],
-    {
-      env: { ...process.env, IDBOT_CA_PASSPHRASE: TEST_CA_PASSPHRASE, ...opts.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
+    { IDBOT_CA_PASSPHRASE: TEST_CA_PASSPHRASE, ...opts.env },
   );
-  let out = "";
-  let err = "";
-  proc.stderr!.on("data", (d) => {
-    err += d;
-    if (err.length > 4 << 20) err = err.slice(-(1 << 20));
-  });
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`idbot serve did not start in 20 s:\n${err}`)), 20_000);
-    proc.stdout!.on("data", (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl(m[1]!);
-      }
-    });
-    proc.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`idbot serve exited with ${code}:\n${err}`));
-    });
-  });
-  return {
-    url,
-    database: opts.database,
-    resourcesFile,
-    proc,
-    logs: () => err,
-    stop: (signal = "SIGTERM") =>
-      new Promise((r) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return r(proc.exitCode);
-        proc.once("exit", (code) => r(code));
-        proc.kill(signal);
-      }),
-  };
+  return { url, database: opts.database, resourcesFile, proc, logs, stop };
 }
 
 export interface Answer {

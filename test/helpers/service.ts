@@ -30,11 +30,8 @@ export async function startService(opts: {
   const dataDir = opts.dataDir ?? join(work, "data");
   const resourcesFile = join(work, "resources.yaml");
   writeFileSync(resourcesFile, opts.resources);
-  const proc = spawn(
-    process.execPath,
+  const { proc, url, logs, stop } = await launchServe(
     [
-      IDBOT,
-      "serve",
       "--data-dir",
       dataDir,
       "--listen",
@@ -43,15 +40,33 @@ export async function startService(opts: {
       resourcesFile,
       ...(opts.args ?? []),
     ],
-    { env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
+    opts.env,
   );
+  return { url, dataDir, resourcesFile, proc, logs, stop };
+}
+
+/** Spawns `idbot serve ARGS` from the bundle and resolves once it prints its URL. */
+export async function launchServe(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<{
+  proc: ChildProcess;
+  url: string;
+  logs(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}> {
+  const proc = spawn(process.execPath, [IDBOT, "serve", ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   let err = "";
   proc.stderr!.on("data", (d) => {
     err += d;
+    if (err.length > 4 << 20) err = err.slice(-(1 << 20));
   });
   const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`idbot serve did not start in 15 s:\n${err}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`idbot serve did not start in 20 s:\n${err}`)), 20_000);
     proc.stdout!.on("data", (d) => {
       out += d;
       const m = /listening on (\S+)/.exec(out);
@@ -66,14 +81,12 @@ export async function startService(opts: {
     });
   });
   return {
-    url,
-    dataDir,
-    resourcesFile,
     proc,
+    url,
     logs: () => err,
     stop: (signal = "SIGTERM") =>
       new Promise((r) => {
-        if (proc.exitCode !== null) return r(proc.exitCode);
+        if (proc.exitCode !== null || proc.signalCode !== null) return r(proc.exitCode);
         proc.once("exit", (code) => r(code));
         proc.kill(signal);
       }),
