@@ -24928,8 +24928,8 @@ var require_int2 = __commonJS({
     var stringifyNumber = require_stringifyNumber();
     var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
     function intResolve(str3, offset, radix, { intAsBigInt }) {
-      const sign4 = str3[0];
-      if (sign4 === "-" || sign4 === "+")
+      const sign5 = str3[0];
+      if (sign5 === "-" || sign5 === "+")
         offset += 1;
       str3 = str3.substring(offset).replace(/_/g, "");
       if (intAsBigInt) {
@@ -24945,10 +24945,10 @@ var require_int2 = __commonJS({
             break;
         }
         const n2 = BigInt(str3);
-        return sign4 === "-" ? BigInt(-1) * n2 : n2;
+        return sign5 === "-" ? BigInt(-1) * n2 : n2;
       }
       const n = parseInt(str3, radix);
-      return sign4 === "-" ? -1 * n : n;
+      return sign5 === "-" ? -1 * n : n;
     }
     function intStringify(node2, radix, prefix) {
       const { value } = node2;
@@ -25095,11 +25095,11 @@ var require_timestamp = __commonJS({
     "use strict";
     var stringifyNumber = require_stringifyNumber();
     function parseSexagesimal(str3, asBigInt) {
-      const sign4 = str3[0];
-      const parts = sign4 === "-" || sign4 === "+" ? str3.substring(1) : str3;
+      const sign5 = str3[0];
+      const parts = sign5 === "-" || sign5 === "+" ? str3.substring(1) : str3;
       const num = (n) => asBigInt ? BigInt(n) : Number(n);
       const res = parts.replace(/_/g, "").split(":").reduce((res2, p) => res2 * num(60) + num(p), num(0));
-      return sign4 === "-" ? num(-1) * res : res;
+      return sign5 === "-" ? num(-1) * res : res;
     }
     function stringifySexagesimal(node2) {
       let { value } = node2;
@@ -25108,9 +25108,9 @@ var require_timestamp = __commonJS({
         num = (n) => BigInt(n);
       else if (isNaN(value) || !isFinite(value))
         return stringifyNumber.stringifyNumber(node2);
-      let sign4 = "";
+      let sign5 = "";
       if (value < 0) {
-        sign4 = "-";
+        sign5 = "-";
         value *= num(-1);
       }
       const _60 = num(60);
@@ -25125,7 +25125,7 @@ var require_timestamp = __commonJS({
           parts.unshift(value);
         }
       }
-      return sign4 + parts.map((n) => String(n).padStart(2, "0")).join(":").replace(/000000\d*$/, "");
+      return sign5 + parts.map((n) => String(n).padStart(2, "0")).join(":").replace(/000000\d*$/, "");
     }
     var intTime = {
       identify: (value) => typeof value === "bigint" || Number.isInteger(value),
@@ -30810,8 +30810,26 @@ var init_ssh = __esm({
   }
 });
 
+// src/server/cryptopool.ts
+import { sign, verify } from "node:crypto";
+function signOnPool(algorithm, data, key2) {
+  return new Promise(
+    (resolve8, reject) => sign(algorithm, data, key2, (err, signature) => err ? reject(err) : resolve8(signature))
+  );
+}
+function verifyOnPool(algorithm, data, key2, signature) {
+  return new Promise(
+    (resolve8, reject) => verify(algorithm, data, key2, signature, (err, ok) => err ? reject(err) : resolve8(ok))
+  );
+}
+var init_cryptopool = __esm({
+  "src/server/cryptopool.ts"() {
+    "use strict";
+  }
+});
+
 // src/server/ca/ssh.ts
-import { sign as cryptoSign, generateKeyPairSync, randomBytes as randomBytes2 } from "node:crypto";
+import { generateKeyPairSync, randomBytes as randomBytes2 } from "node:crypto";
 function byName(a, b) {
   return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }
@@ -30854,6 +30872,7 @@ var init_ssh2 = __esm({
   "src/server/ca/ssh.ts"() {
     "use strict";
     init_ssh();
+    init_cryptopool();
     DEFAULT_USER_EXTENSIONS = [
       "permit-X11-forwarding",
       "permit-agent-forwarding",
@@ -30894,8 +30913,9 @@ var init_ssh2 = __esm({
       publicKeyLine(comment) {
         return publicKeyLine(this.publicKeyBlob, comment);
       }
-      /** Signs a certificate; returns "<keytype>-cert-v01@openssh.com <base64> <keyId>". */
-      sign(spec) {
+      /** Signs a certificate (on the thread pool, see cryptopool.ts); returns
+       *  "<keytype>-cert-v01@openssh.com <base64> <keyId>". */
+      async sign(spec) {
         const { type: keyType, blob: subject } = parsePublicKeyLine(spec.publicKey);
         if (keyType.endsWith(CERT_SUFFIX2)) {
           throw new Error(
@@ -30960,7 +30980,7 @@ var init_ssh2 = __esm({
         const keyFields = subject.subarray(4 + subject.readUInt32BE(0));
         const certKeyType = certTypeFor(keyType);
         const body = new SshWriter().string(certKeyType).string(random(32)).raw(keyFields).uint64(serial).uint32(certType).string(spec.keyId).string(principals.toBuffer()).uint64(validAfter).uint64(validBefore).string(criticalBlob).string(extensionsBlob).raw(this.tail).toBuffer();
-        const sig2 = cryptoSign(null, body, this.privateKey);
+        const sig2 = await signOnPool(null, body, this.privateKey);
         const cert = new SshWriter().raw(body).string(new SshWriter().string("ssh-ed25519").string(sig2).toBuffer()).toBuffer();
         return `${certKeyType} ${cert.toString("base64")} ${spec.keyId}`;
       }
@@ -30975,7 +30995,7 @@ import {
   createPublicKey as createPublicKey3,
   KeyObject,
   randomFillSync,
-  sign,
+  sign as sign2,
   X509Certificate
 } from "node:crypto";
 import { isIP as isIP3 } from "node:net";
@@ -31349,7 +31369,10 @@ function checkCaKey(key2, field) {
   return key2;
 }
 function signCertificate(tbs, signKey) {
-  const cert = tlv(TAG.SEQUENCE, tbs, SIG_ALG, bitString(sign("sha256", tbs, signKey)));
+  return assembleCertificate(tbs, sign2("sha256", tbs, signKey));
+}
+function assembleCertificate(tbs, signature) {
+  const cert = tlv(TAG.SEQUENCE, tbs, SIG_ALG, bitString(signature));
   const own2 = Buffer.allocUnsafeSlow(cert.length);
   cert.copy(own2);
   return own2;
@@ -31424,6 +31447,7 @@ var CertificateInputError, TAG, ctx, ctxCons, ZERO_BYTE, TRUE, OID, VERSION_3, S
 var init_x509 = __esm({
   "src/server/ca/x509.ts"() {
     "use strict";
+    init_cryptopool();
     CertificateInputError = class extends Error {
       name = "CertificateInputError";
       field;
@@ -31559,7 +31583,8 @@ var init_x509 = __esm({
         this.#algAndIssuer = Buffer.concat([SIG_ALG, subject]);
         this.#aki = akiExtension(caKeyId ?? keyIdentifier(spkiKeyBits(caSpki)));
       }
-      issue(opts) {
+      /** Signs on the thread pool (see cryptopool.ts); everything else runs before it, here. */
+      async issue(opts) {
         const validity = encodeValidity(opts.notBefore, opts.notAfter);
         const eku = ekuExtension(opts.extKeyUsage);
         const subject = encodeName(opts.commonName, opts.organizations, "organizations");
@@ -31579,7 +31604,7 @@ var init_x509 = __esm({
           key2.spki,
           tlv(ctxCons(3), extensions)
         );
-        const der = signCertificate(tbs, this.#signKey);
+        const der = assembleCertificate(tbs, await signOnPool("sha256", tbs, this.#signKey));
         return { pem: toPem(der), der, serialHex: serial.hex, notAfter: new Date(validity.notAfter) };
       }
     };
@@ -31776,7 +31801,7 @@ __export(jwt_exports, {
   staticJwks: () => staticJwks,
   verifyIdToken: () => verifyIdToken
 });
-import { KeyObject as KeyObject2, verify as verifySignature } from "node:crypto";
+import { KeyObject as KeyObject2 } from "node:crypto";
 function checkKeyUrl(raw, what) {
   const u = new URL(raw);
   if (u.protocol === "https:" || u.protocol === "http:" && isLoopbackHost(u.hostname)) return raw;
@@ -31837,7 +31862,7 @@ async function verifyCompactJwt(token, header2, alg, opts) {
   const signingInput = Buffer.from(token.slice(0, protectedHeader.length + 1 + payload.length), "latin1");
   let ok = false;
   try {
-    ok = alg === "ES256" ? sig2.length === 64 && verifySignature("sha256", signingInput, { key: key2, dsaEncoding: "ieee-p1363" }, sig2) : verifySignature("sha256", signingInput, key2, sig2);
+    ok = alg === "ES256" ? sig2.length === 64 && await verifyOnPool("sha256", signingInput, { key: key2, dsaEncoding: "ieee-p1363" }, sig2) : await verifyOnPool("sha256", signingInput, key2, sig2);
   } catch (cause) {
     throw new errors_exports2.JWSSignatureVerificationFailed(void 0, { cause });
   }
@@ -31950,6 +31975,7 @@ var init_jwt2 = __esm({
     init_webapi();
     init_zod();
     init_net();
+    init_cryptopool();
     init_errors4();
     staticJwks = external_exports.string().refine(
       (s) => {
@@ -32137,7 +32163,7 @@ var init_method = __esm({
 });
 
 // src/server/joinmethods/azure.ts
-import { createHash as createHash4, verify as verifySignature2, X509Certificate as X509Certificate2 } from "node:crypto";
+import { createHash as createHash4, verify as verifySignature, X509Certificate as X509Certificate2 } from "node:crypto";
 import { rootCertificates } from "node:tls";
 function imdsNonce(challengeNonce) {
   return createHash4("sha256").update(challengeNonce, "utf8").digest("hex").slice(0, 32);
@@ -32262,7 +32288,7 @@ function verifySignedData(der) {
   }
   let ok = false;
   try {
-    ok = verifySignature2(sigHash || digest, signedBytes, signer.publicKey, signature);
+    ok = verifySignature(sigHash || digest, signedBytes, signer.publicKey, signature);
   } catch {
     ok = false;
   }
@@ -33030,7 +33056,7 @@ DpR9auXiVitH82FI
 });
 
 // src/server/joinmethods/boundkeypair.ts
-import { createHash as createHash5, createPublicKey as createPublicKey4, randomBytes as randomBytes4, randomUUID as randomUUID2, timingSafeEqual, verify } from "node:crypto";
+import { createHash as createHash5, createPublicKey as createPublicKey4, randomBytes as randomBytes4, randomUUID as randomUUID2, timingSafeEqual, verify as verify2 } from "node:crypto";
 async function createChallenge(store, tokenName, now) {
   const c = {
     id: randomUUID2(),
@@ -33072,7 +33098,7 @@ async function attestBoundKeypair(store, tokenName, spec, req, now) {
     throw new JoinError("bad_request", `bound_keypair.public_key: ${e.message}`);
   }
   const signed = boundKeypairSigningInput(tokenName, challenge2.id, challenge2.nonce, req.public_keys);
-  if (!verify(null, signed, key2, Buffer.from(a.signature, "base64"))) {
+  if (!verify2(null, signed, key2, Buffer.from(a.signature, "base64"))) {
     throw denied("the challenge signature does not verify with the presented bound key");
   }
   const state = await store.getBoundKeypair(tokenName);
@@ -34826,7 +34852,7 @@ function storeAdmin(store, caller) {
       const now = Math.floor(Date.now() / 1e3);
       let certificate;
       try {
-        certificate = auth.sshHost.sign({
+        certificate = await auth.sshHost.sign({
           publicKey: req.public_key.trim(),
           certType: "host",
           keyId: `host=${principals[0]}`,
@@ -35365,7 +35391,7 @@ async function openPostgresStore(url2, opts) {
   }
   return store;
 }
-var MIGRATION_LOCK, HEALTH_TIMEOUT_MS, UNIQUE_VIOLATION, WRONG_PASSPHRASE, MIGRATIONS, Refusal, PostgresStoreError, PostgresStore;
+var MIGRATION_LOCK, HEALTH_TIMEOUT_MS, UNIQUE_VIOLATION, WRONG_PASSPHRASE, MIGRATIONS, Refusal, PostgresStoreError, MAX_NAMED_EVENTS, PostgresStore;
 var init_postgres = __esm({
   "src/server/store/postgres.ts"() {
     "use strict";
@@ -35415,6 +35441,7 @@ var init_postgres = __esm({
     PostgresStoreError = class extends Error {
       name = "PostgresStoreError";
     };
+    MAX_NAMED_EVENTS = 16;
     PostgresStore = class {
       constructor(pool, passphrase) {
         this.pool = pool;
@@ -35584,13 +35611,16 @@ var init_postgres = __esm({
           JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }])
         ];
         const audit = events.length > 0 ? auditInsert(events, values2.length) : void 0;
-        await this.pool.query(
-          `WITH r AS (INSERT INTO replay (issuer, jti, expires_at) VALUES ($1, $2, $3)),
+        await this.pool.query({
+          // Named, so each connection parses and plans it once (the text depends only on the
+          // number of events): that was most of PostgreSQL's CPU per join.
+          ...events.length <= MAX_NAMED_EVENTS ? { name: `idbot-join-claim-${events.length}` } : {},
+          text: `WITH r AS (INSERT INTO replay (issuer, jti, expires_at) VALUES ($1, $2, $3)),
          i AS (INSERT INTO bot_instances (id, bot_name, token_name, join_method, claims, created_at, expires_at, generation, authentications)
            VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12))
        ${audit ? audit.text : "SELECT 1"}`,
-          audit ? values2.concat(audit.values) : values2
-        );
+          values: audit ? values2.concat(audit.values) : values2
+        });
       }
       async commitJoin(j) {
         if (j.replay && !j.joinTokenHash && !j.bound && j.events.length <= 500) {
@@ -37457,7 +37487,18 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
   });
   const x509 = (issuer, opts) => issuer.issue({ publicKey: tlsKey, notBefore, notAfter: expiresAt, extKeyUsage: ["clientAuth"], ...opts });
   const a = ctx2.authorities;
-  const tls2 = x509(a.tls, { commonName: botName, uris: [instanceUri(instanceId, generation)] });
+  const keyId = `bot=${botName},${subject.description},instance=${instanceId}`;
+  const [tls2, sshCertificate] = await Promise.all([
+    x509(a.tls, { commonName: botName, uris: [instanceUri(instanceId, generation)] }),
+    logins.length > 0 ? a.sshUser.sign({
+      publicKey: sshKey,
+      certType: "user",
+      keyId,
+      principals: logins,
+      validAfter,
+      validBefore
+    }) : void 0
+  ]);
   const response = {
     bot_name: botName,
     bot_instance_id: instanceId,
@@ -37468,17 +37509,9 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
     tls: { certificate: tls2.pem, ca: a.tlsCaPem }
   };
   issued("tls_client", { serial: tls2.serialHex, subject: `CN=${botName}` });
-  if (logins.length > 0) {
-    const keyId = `bot=${botName},${subject.description},instance=${instanceId}`;
+  if (sshCertificate !== void 0) {
     response.ssh = {
-      certificate: a.sshUser.sign({
-        publicKey: sshKey,
-        certType: "user",
-        keyId,
-        principals: logins,
-        validAfter,
-        validBefore
-      }),
+      certificate: sshCertificate,
       principals: logins,
       user_ca: a.sshUserCaLine,
       host_ca: a.sshHostCaLine
@@ -37486,7 +37519,7 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
     issued("ssh_user", { key_id: keyId, principals: logins });
   }
   if (kube) {
-    const cert = x509(a.tls, { commonName: kube.user, organizations: kube.groups });
+    const cert = await x509(a.tls, { commonName: kube.user, organizations: kube.groups });
     response.kubernetes = {
       cluster: kube.cluster.metadata.name,
       server: kube.cluster.spec.server,
@@ -37504,7 +37537,7 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
     });
   }
   if (db) {
-    const cert = x509(a.tls, { commonName: db.user });
+    const cert = await x509(a.tls, { commonName: db.user });
     const spec = db.database.spec;
     response.database = {
       service: db.database.metadata.name,
@@ -37520,7 +37553,7 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
   }
   const spiffeId = spiffe ? `spiffe://${ctx2.trustDomain}${spiffe.path}` : void 0;
   if (spiffe && wants("spiffe-x509")) {
-    const cert = x509(a.spiffe, {
+    const cert = await x509(a.spiffe, {
       commonName: botName,
       uris: [spiffeId],
       dnsNames: spiffe.dnsSans,
@@ -37550,12 +37583,12 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
     issued("jwt_svid", { spiffe_id: spiffeId, audiences: jwtAudiences, kid: a.jwt.kid });
   }
   if (hostKey && hostNames) {
-    const keyId = `host=${hostNames[0]},bot=${botName},instance=${instanceId}`;
+    const keyId2 = `host=${hostNames[0]},bot=${botName},instance=${instanceId}`;
     response.ssh_host = {
-      certificate: a.sshHost.sign({
+      certificate: await a.sshHost.sign({
         publicKey: hostKey,
         certType: "host",
-        keyId,
+        keyId: keyId2,
         principals: hostNames,
         validAfter,
         validBefore
@@ -37563,7 +37596,7 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
       principals: hostNames,
       user_ca: a.sshUserCaLine
     };
-    issued("ssh_host", { key_id: keyId, principals: hostNames });
+    issued("ssh_host", { key_id: keyId2, principals: hostNames });
   }
   return { response, events, expiresAt: expiresIso };
 }
@@ -37771,7 +37804,7 @@ var init_join2 = __esm({
 });
 
 // src/server/renew.ts
-import { verify as verify2, X509Certificate as X509Certificate4 } from "node:crypto";
+import { verify as verify3, X509Certificate as X509Certificate4 } from "node:crypto";
 function checkIdentity(req, ctx2, now) {
   let cert;
   try {
@@ -37807,7 +37840,7 @@ function checkIdentity(req, ctx2, now) {
   const key2 = cert.publicKey;
   const data = renewSigningInput(req.bot_instance_id, req.generation, req.timestamp, req.public_keys);
   const sig2 = Buffer.from(req.signature, "base64");
-  const ok = key2.asymmetricKeyType === "ed25519" ? verify2(null, data, key2, sig2) : verify2("sha256", data, key2, sig2);
+  const ok = key2.asymmetricKeyType === "ed25519" ? verify3(null, data, key2, sig2) : verify3("sha256", data, key2, sig2);
   if (!ok) throw denied("the renewal signature does not verify with the certificate's key");
 }
 async function handleRenew(req, meta3, ctx2) {
@@ -39913,7 +39946,7 @@ async function readJoinRecord(dir) {
 
 // src/client/renew.ts
 init_join();
-import { createPrivateKey as createPrivateKey2, sign as sign2, X509Certificate as X509Certificate3 } from "node:crypto";
+import { createPrivateKey as createPrivateKey2, sign as sign3, X509Certificate as X509Certificate3 } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { hostname as hostname3 } from "node:os";
 import { join as join5 } from "node:path";
@@ -39946,7 +39979,7 @@ async function renewProof(dir) {
   return async (_attempt, publicKeys) => {
     const timestamp = Math.floor(Date.now() / 1e3);
     const data = renewSigningInput(cur.instanceId, cur.generation, timestamp, publicKeys);
-    const signature = key2.asymmetricKeyType === "ed25519" ? sign2(null, data, key2) : sign2("sha256", data, key2);
+    const signature = key2.asymmetricKeyType === "ed25519" ? sign3(null, data, key2) : sign3("sha256", data, key2);
     return {
       bot_instance_id: cur.instanceId,
       generation: cur.generation,
@@ -40895,7 +40928,7 @@ function actionsIdTokenSource(audience, env = process.env) {
 init_join();
 init_ssh();
 init_files();
-import { createPrivateKey as createPrivateKey3, createPublicKey as createPublicKey5, generateKeyPairSync as generateKeyPairSync4, sign as sign3 } from "node:crypto";
+import { createPrivateKey as createPrivateKey3, createPublicKey as createPublicKey5, generateKeyPairSync as generateKeyPairSync4, sign as sign4 } from "node:crypto";
 import { mkdir as mkdir3, readFile as readFile2 } from "node:fs/promises";
 import { join as join9 } from "node:path";
 var KEY_FILE = "bound_key.pem";
@@ -40950,7 +40983,7 @@ function boundKeypairProof(opts) {
       throw new JoinFailure("denied", `the service refused a challenge: ${message2}`);
     }
     const ch = ChallengeResponseSchema.parse(JSON.parse(res.body));
-    const signature = sign3(
+    const signature = sign4(
       null,
       boundKeypairSigningInput(opts.token, ch.challenge_id, ch.nonce, publicKeys),
       key2.privateKey

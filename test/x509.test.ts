@@ -10,7 +10,6 @@ import {
   generateKeyPairSync,
   type KeyObject,
   randomBytes,
-  sign,
   X509Certificate,
 } from "node:crypto";
 import { once } from "node:events";
@@ -138,7 +137,7 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("createSelfSignedCA", () => {
-  test("is a self-signed v3 CA with pathlen 0, CA key usages and SKI == AKI", () => {
+  test("is a self-signed v3 CA with pathlen 0, CA key usages and SKI == AKI", async () => {
     assert.equal(ca.ca, true);
     assert.ok(ca.checkIssued(ca));
     assert.ok(ca.verify(ca.publicKey));
@@ -159,7 +158,7 @@ describe("createSelfSignedCA", () => {
     assert.equal(ski.replaceAll(":", ""), createHash("sha1").update(point).digest("hex").toUpperCase());
   });
 
-  test("rejects a non-P-256 key and a bad validity", () => {
+  test("rejects a non-P-256 key and a bad validity", async () => {
     const now = Date.now();
     const opts = { commonName: "x", notBefore: new Date(now), notAfter: new Date(now + HOUR) };
     const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey;
@@ -176,7 +175,7 @@ describe("X509Issuer.issue", () => {
   const bitStringBytes = { p256: 65, p384: 97, ed25519: 32, rsa2048: 270 };
 
   for (const kind of keyKinds) {
-    test(`${kind} key (KeyObject, DER and PEM): verifies with openssl and Node`, () => {
+    test(`${kind} key (KeyObject, DER and PEM): verifies with openssl and Node`, async () => {
       const pair = kind === "p256" ? p256 : keyPair(kind);
       const inputs: LeafOptions["publicKey"][] = [
         pair.publicKey,
@@ -184,7 +183,7 @@ describe("X509Issuer.issue", () => {
         spkiPem(pair.publicKey),
       ];
       for (const publicKey of inputs) {
-        const leaf = issuer.issue(
+        const leaf = await issuer.issue(
           leafOptions({ publicKey, commonName: `${kind}-job`, uris: ["spiffe://idbot/ci/a"] }),
         );
         const r = verify(caPem, leaf.pem, "sslclient");
@@ -212,8 +211,8 @@ describe("X509Issuer.issue", () => {
     });
   }
 
-  test("issuer Name is the CA subject byte for byte; fixed fields are as specified", () => {
-    const leaf = issuer.issue(leafOptions());
+  test("issuer Name is the CA subject byte for byte; fixed fields are as specified", async () => {
+    const leaf = await issuer.issue(leafOptions());
     const [version, serial, alg, issuerName] = tbsFields(leaf.der);
     const caSubject = tbsFields(Buffer.from(ca.raw))[5]!;
     assert.deepEqual(issuerName!.raw, caSubject.raw);
@@ -224,8 +223,8 @@ describe("X509Issuer.issue", () => {
     assert.deepEqual(sigAlg.raw, alg!.raw);
   });
 
-  test("serverAuth leaf with DNS and IP SANs passes -purpose sslserver; clientAuth-only does not", () => {
-    const server = issuer.issue(
+  test("serverAuth leaf with DNS and IP SANs passes -purpose sslserver; clientAuth-only does not", async () => {
+    const server = await issuer.issue(
       leafOptions({
         commonName: "localhost",
         dnsNames: ["localhost", "api.internal.example"],
@@ -239,7 +238,7 @@ describe("X509Issuer.issue", () => {
       false,
       "serverAuth-only leaf must not be a client",
     );
-    const client = issuer.issue(leafOptions());
+    const client = await issuer.issue(leafOptions());
     assert.equal(
       verify(caPem, client.pem, "sslserver").ok,
       false,
@@ -258,8 +257,8 @@ describe("X509Issuer.issue", () => {
     assert.equal(x.checkIP("10.1.2.3"), undefined, "IPv4-mapped text is kept as 16 bytes");
   });
 
-  test("openssl shows CN, every O, every SAN, CA:FALSE and both EKUs; RFC 2253 subject exact", () => {
-    const leaf = issuer.issue(
+  test("openssl shows CN, every O, every SAN, CA:FALSE and both EKUs; RFC 2253 subject exact", async () => {
+    const leaf = await issuer.issue(
       leafOptions({
         commonName: "repo:acme/api:ref:refs/heads/main",
         organizations: ["system:authenticated", "team-a", "Acme, Inc."],
@@ -304,8 +303,10 @@ describe("X509Issuer.issue", () => {
     assert.ok(verify(caPem, leaf.pem, "sslserver").ok);
   });
 
-  test("UTF-8 names round-trip as UTF8String", () => {
-    const leaf = issuer.issue(leafOptions({ commonName: "jöb-ünïcode-✓", organizations: ["Zürich 🚀"] }));
+  test("UTF-8 names round-trip as UTF8String", async () => {
+    const leaf = await issuer.issue(
+      leafOptions({ commonName: "jöb-ünïcode-✓", organizations: ["Zürich 🚀"] }),
+    );
     const x = new X509Certificate(leaf.pem);
     assert.equal(x.subject, "O=Zürich 🚀\nCN=jöb-ünïcode-✓");
     const asn1 = opensslOk(["asn1parse", "-in", tmpFile(leaf.pem)]);
@@ -313,14 +314,14 @@ describe("X509Issuer.issue", () => {
     assert.doesNotMatch(asn1, /PRINTABLESTRING/);
   });
 
-  test("dates from 2050 are GeneralizedTime, earlier UTCTime; ms are truncated", () => {
+  test("dates from 2050 are GeneralizedTime, earlier UTCTime; ms are truncated", async () => {
     const cases: Array<[string, string, number, string]> = [
       ["2049-12-31T23:59:59.999Z", "UTCTIME", 0x17, "491231235959Z"],
       ["2050-01-01T00:00:00.000Z", "GENERALIZEDTIME", 0x18, "20500101000000Z"],
       ["2051-06-15T12:34:56.000Z", "GENERALIZEDTIME", 0x18, "20510615123456Z"],
     ];
     for (const [iso, kind, tag, encoded] of cases) {
-      const leaf = issuer.issue(leafOptions({ notAfter: new Date(iso) }));
+      const leaf = await issuer.issue(leafOptions({ notAfter: new Date(iso) }));
       assert.equal(leaf.notAfter.toISOString(), `${iso.slice(0, 19)}.000Z`);
       const validity = children(tbsFields(leaf.der)[4]!.body);
       assert.equal(validity[0]!.tag, 0x17);
@@ -335,15 +336,15 @@ describe("X509Issuer.issue", () => {
       assert.equal(new Date(new X509Certificate(leaf.pem).validTo).getTime(), leaf.notAfter.getTime());
       assert.ok(verify(caPem, leaf.pem, "sslclient").ok);
     }
-    const old = issuer.issue(leafOptions({ notBefore: new Date("1949-06-01T00:00:00Z") }));
+    const old = await issuer.issue(leafOptions({ notBefore: new Date("1949-06-01T00:00:00Z") }));
     const validity = children(tbsFields(old.der)[4]!.body);
     assert.equal(validity[0]!.tag, 0x18);
     assert.equal(validity[0]!.body.toString("latin1"), "19490601000000Z");
   });
 
-  test("serials are positive minimal INTEGERs", () => {
+  test("serials are positive minimal INTEGERs", async () => {
     const integer = (leaf: IssuedCertificate) => tbsFields(leaf.der)[1]!.body;
-    const highBit = issuer.issue(
+    const highBit = await issuer.issue(
       leafOptions({ serial: Buffer.from("80112233445566778899aabbccddeeff", "hex") }),
     );
     assert.equal(integer(highBit).toString("hex"), "0080112233445566778899aabbccddeeff");
@@ -352,23 +353,23 @@ describe("X509Issuer.issue", () => {
     const serialOut = opensslOk(["x509", "-noout", "-serial", "-in", tmpFile(highBit.pem)]);
     assert.equal(serialOut.trim(), `serial=${highBit.serialHex}`);
 
-    const leadingZeros = issuer.issue(leafOptions({ serial: Buffer.from([0, 0, 0x12, 0x34]) }));
+    const leadingZeros = await issuer.issue(leafOptions({ serial: Buffer.from([0, 0, 0x12, 0x34]) }));
     assert.equal(integer(leadingZeros).toString("hex"), "1234");
     assert.equal(leadingZeros.serialHex, "1234");
-    const zeroThenLow = issuer.issue(leafOptions({ serial: Buffer.from([0, 0x7f]) }));
+    const zeroThenLow = await issuer.issue(leafOptions({ serial: Buffer.from([0, 0x7f]) }));
     assert.equal(integer(zeroThenLow).toString("hex"), "7f");
-    const max = issuer.issue(leafOptions({ serial: Buffer.alloc(20, 0x7f) }));
+    const max = await issuer.issue(leafOptions({ serial: Buffer.alloc(20, 0x7f) }));
     assert.equal(integer(max).length, 20);
     assert.ok(verify(caPem, max.pem).ok);
 
-    assert.throws(() => issuer.issue(leafOptions({ serial: Buffer.alloc(4) })), fieldError("serial"));
-    assert.throws(() => issuer.issue(leafOptions({ serial: Buffer.alloc(0) })), fieldError("serial"));
-    assert.throws(() => issuer.issue(leafOptions({ serial: Buffer.alloc(20, 0x80) })), fieldError("serial"));
+    await assert.rejects(issuer.issue(leafOptions({ serial: Buffer.alloc(4) })), fieldError("serial"));
+    await assert.rejects(issuer.issue(leafOptions({ serial: Buffer.alloc(0) })), fieldError("serial"));
+    await assert.rejects(issuer.issue(leafOptions({ serial: Buffer.alloc(20, 0x80) })), fieldError("serial"));
 
     const seen = new Set<string>();
     let padded = 0;
     for (let i = 0; i < 300; i++) {
-      const leaf = issuer.issue(leafOptions());
+      const leaf = await issuer.issue(leafOptions());
       const v = integer(leaf);
       assert.ok(v[0]! < 0x80, "positive");
       assert.ok(!(v[0] === 0 && v[1]! < 0x80), "minimal");
@@ -383,7 +384,7 @@ describe("X509Issuer.issue", () => {
   test("mutual TLS between a serverAuth leaf and a clientAuth leaf", async () => {
     const serverKey = keyPair("p256");
     const clientKey = keyPair("p256");
-    const server = issuer.issue(
+    const server = await issuer.issue(
       leafOptions({
         publicKey: serverKey.publicKey,
         commonName: "localhost",
@@ -393,7 +394,7 @@ describe("X509Issuer.issue", () => {
       }),
     );
     const spiffe = "spiffe://idbot.example/ci/github/acme/api";
-    const client = issuer.issue(
+    const client = await issuer.issue(
       leafOptions({
         publicKey: clientKey.publicKey,
         commonName: "acme/api",
@@ -492,15 +493,15 @@ describe("input validation", () => {
     ["unknown EKU", { extKeyUsage: ["codeSigning" as "clientAuth"] }, "extKeyUsage"],
   ];
   for (const [name, over, field] of cases) {
-    test(`rejects ${name} (${field})`, () => {
-      assert.throws(() => issuer.issue(leafOptions(over)), fieldError(field));
+    test(`rejects ${name} (${field})`, async () => {
+      await assert.rejects(issuer.issue(leafOptions(over)), fieldError(field));
     });
   }
 
-  test("sub-second windows collapse to the same second and are rejected", () => {
+  test("sub-second windows collapse to the same second and are rejected", async () => {
     const t0 = Math.floor(now / 1000) * 1000;
     const over = { notBefore: new Date(t0 + 100), notAfter: new Date(t0 + 900) };
-    assert.throws(() => issuer.issue(leafOptions(over)), fieldError("notAfter"));
+    await assert.rejects(issuer.issue(leafOptions(over)), fieldError("notAfter"));
   });
 
   const p256Spki = () => spkiDer(p256.publicKey);
@@ -563,30 +564,27 @@ describe("input validation", () => {
     ],
   ];
   for (const [name, make, message] of keyCases) {
-    test(`rejects ${name} as publicKey`, () => {
+    test(`rejects ${name} as publicKey`, async () => {
       const publicKey = make();
-      assert.throws(
-        () => issuer.issue(leafOptions({ publicKey })),
-        (err: unknown) => {
-          fieldError("publicKey")(err);
-          assert.match((err as Error).message, message);
-          return true;
-        },
-      );
+      await assert.rejects(issuer.issue(leafOptions({ publicKey })), (err: unknown) => {
+        fieldError("publicKey")(err);
+        assert.match((err as Error).message, message);
+        return true;
+      });
     });
   }
 
-  test("X509Issuer refuses a non-P-256 CA key, a mismatched key and a non-CA certificate", () => {
+  test("X509Issuer refuses a non-P-256 CA key, a mismatched key and a non-CA certificate", async () => {
     const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey;
     assert.throws(() => new X509Issuer(p384, caPem), fieldError("caKey"));
     const other = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
     assert.throws(() => new X509Issuer(other, caPem), fieldError("caKey"));
-    const leaf = issuer.issue(leafOptions());
+    const leaf = await issuer.issue(leafOptions());
     assert.throws(() => new X509Issuer(caKey, leaf.pem), fieldError("caCertPem"));
     assert.throws(() => new X509Issuer(caKey, "not a cert"), fieldError("caCertPem"));
   });
 
-  test("an OpenSSL-made CA works too (issuer bytes and AKI taken from its certificate)", () => {
+  test("an OpenSSL-made CA works too (issuer bytes and AKI taken from its certificate)", async () => {
     const keyFile = join(dir, "ossl-ca.key");
     opensslOk(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", keyFile]);
     const certFile = join(dir, "ossl-ca.pem");
@@ -613,41 +611,9 @@ describe("input validation", () => {
     const osslPem = opensslOk(["x509", "-in", certFile]);
     const keyPem = opensslOk(["pkey", "-in", keyFile]);
     const other = new X509Issuer(createPrivateKey(keyPem), osslPem);
-    const leaf = other.issue(leafOptions());
+    const leaf = await other.issue(leafOptions());
     assert.ok(verify(osslPem, leaf.pem, "sslclient").ok);
     const osslCa = new X509Certificate(osslPem);
     assert.deepEqual(tbsFields(leaf.der)[3]!.raw, tbsFields(Buffer.from(osslCa.raw))[5]!.raw);
-  });
-});
-
-describe("cost", () => {
-  test("µs per issue() vs raw crypto.sign (reported, not asserted)", () => {
-    const der = spkiDer(p256.publicKey);
-    const opts = leafOptions({
-      publicKey: der,
-      organizations: ["ci"],
-      uris: ["spiffe://idbot.example/ci/job"],
-    });
-    const tbs = tbsFields(issuer.issue(opts).der);
-    const sample = Buffer.concat(tbs.map((f) => f.raw));
-    const signKey = { key: caKey, dsaEncoding: "der" as const };
-    const N = 2000;
-    const measure = (fn: () => unknown) => {
-      for (let i = 0; i < 200; i++) fn();
-      let best = Number.POSITIVE_INFINITY;
-      for (let round = 0; round < 3; round++) {
-        const start = process.hrtime.bigint();
-        for (let i = 0; i < N; i++) fn();
-        best = Math.min(best, Number(process.hrtime.bigint() - start) / N / 1000);
-      }
-      return best;
-    };
-    const rawSign = measure(() => sign("sha256", sample, signKey));
-    const issueDer = measure(() => issuer.issue(opts));
-    const issueKeyObject = measure(() => issuer.issue({ ...opts, publicKey: p256.publicKey }));
-    console.log(
-      `x509: issue() ${issueDer.toFixed(1)} µs (SPKI DER), ${issueKeyObject.toFixed(1)} µs (KeyObject); ` +
-        `raw P-256 crypto.sign ${rawSign.toFixed(1)} µs; best of 3 x ${N}`,
-    );
   });
 });

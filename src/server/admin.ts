@@ -258,7 +258,7 @@ export function storeAdmin(store: Store, caller: AdminCaller): AdminApi {
       const now = Math.floor(Date.now() / 1000);
       let certificate: string;
       try {
-        certificate = auth.sshHost.sign({
+        certificate = await auth.sshHost.sign({
           publicKey: req.public_key.trim(),
           certType: "host",
           keyId: `host=${principals[0]}`,

@@ -173,7 +173,21 @@ export async function issueCredentials(
     issuer.issue({ publicKey: tlsKey, notBefore, notAfter: expiresAt, extKeyUsage: ["clientAuth"], ...opts });
 
   const a = ctx.authorities;
-  const tls = x509(a.tls, { commonName: botName, uris: [instanceUri(instanceId, generation)] });
+  // The signatures run on the thread pool (cryptopool.ts), all of this join's at once.
+  const keyId = `bot=${botName},${subject.description},instance=${instanceId}`;
+  const [tls, sshCertificate] = await Promise.all([
+    x509(a.tls, { commonName: botName, uris: [instanceUri(instanceId, generation)] }),
+    logins.length > 0
+      ? a.sshUser.sign({
+          publicKey: sshKey,
+          certType: "user",
+          keyId,
+          principals: logins,
+          validAfter,
+          validBefore,
+        })
+      : undefined,
+  ]);
   const response: Issued["response"] = {
     bot_name: botName,
     bot_instance_id: instanceId,
@@ -184,17 +198,9 @@ export async function issueCredentials(
     tls: { certificate: tls.pem, ca: a.tlsCaPem },
   };
   issued("tls_client", { serial: tls.serialHex, subject: `CN=${botName}` });
-  if (logins.length > 0) {
-    const keyId = `bot=${botName},${subject.description},instance=${instanceId}`;
+  if (sshCertificate !== undefined) {
     response.ssh = {
-      certificate: a.sshUser.sign({
-        publicKey: sshKey,
-        certType: "user",
-        keyId,
-        principals: logins,
-        validAfter,
-        validBefore,
-      }),
+      certificate: sshCertificate,
       principals: logins,
       user_ca: a.sshUserCaLine,
       host_ca: a.sshHostCaLine,
@@ -202,7 +208,7 @@ export async function issueCredentials(
     issued("ssh_user", { key_id: keyId, principals: logins });
   }
   if (kube) {
-    const cert = x509(a.tls, { commonName: kube.user, organizations: kube.groups });
+    const cert = await x509(a.tls, { commonName: kube.user, organizations: kube.groups });
     response.kubernetes = {
       cluster: kube.cluster.metadata.name,
       server: kube.cluster.spec.server,
@@ -220,7 +226,7 @@ export async function issueCredentials(
     });
   }
   if (db) {
-    const cert = x509(a.tls, { commonName: db.user });
+    const cert = await x509(a.tls, { commonName: db.user });
     const spec = db.database.spec;
     response.database = {
       service: db.database.metadata.name,
@@ -236,7 +242,7 @@ export async function issueCredentials(
   }
   const spiffeId = spiffe ? `spiffe://${ctx.trustDomain}${spiffe.path}` : undefined;
   if (spiffe && wants("spiffe-x509")) {
-    const cert = x509(a.spiffe, {
+    const cert = await x509(a.spiffe, {
       commonName: botName,
       uris: [spiffeId!],
       dnsNames: spiffe.dnsSans,
@@ -268,7 +274,7 @@ export async function issueCredentials(
   if (hostKey && hostNames) {
     const keyId = `host=${hostNames[0]},bot=${botName},instance=${instanceId}`;
     response.ssh_host = {
-      certificate: a.sshHost.sign({
+      certificate: await a.sshHost.sign({
         publicKey: hostKey,
         certType: "host",
         keyId,

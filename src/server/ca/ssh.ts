@@ -1,6 +1,6 @@
 // SSH certificate authority: signs OpenSSH user and host certificates (PROTOCOL.certkeys)
 // with an Ed25519 CA key, using node:crypto only.
-import { sign as cryptoSign, generateKeyPairSync, type KeyObject, randomBytes } from "node:crypto";
+import { generateKeyPairSync, type KeyObject, randomBytes } from "node:crypto";
 import {
   certTypeFor,
   ed25519PublicKeyBlob,
@@ -11,6 +11,7 @@ import {
   SSH_CERT_TYPE_USER,
   SshWriter,
 } from "../../protocol/ssh.ts";
+import { signOnPool } from "../cryptopool.ts";
 
 export interface SshCertSpec {
   /** OpenSSH public key line of the subject (ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa). */
@@ -125,8 +126,9 @@ export class SshCertificateAuthority {
     return publicKeyLine(this.publicKeyBlob, comment);
   }
 
-  /** Signs a certificate; returns "<keytype>-cert-v01@openssh.com <base64> <keyId>". */
-  sign(spec: SshCertSpec): string {
+  /** Signs a certificate (on the thread pool, see cryptopool.ts); returns
+   *  "<keytype>-cert-v01@openssh.com <base64> <keyId>". */
+  async sign(spec: SshCertSpec): Promise<string> {
     const { type: keyType, blob: subject } = parsePublicKeyLine(spec.publicKey);
     if (keyType.endsWith(CERT_SUFFIX)) {
       throw new Error(
@@ -213,7 +215,7 @@ export class SshCertificateAuthority {
       .string(extensionsBlob)
       .raw(this.tail)
       .toBuffer();
-    const sig = cryptoSign(null, body, this.privateKey);
+    const sig = await signOnPool(null, body, this.privateKey);
     const cert = new SshWriter()
       .raw(body)
       .string(new SshWriter().string("ssh-ed25519").string(sig).toBuffer())

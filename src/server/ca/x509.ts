@@ -17,6 +17,7 @@ import {
   X509Certificate,
 } from "node:crypto";
 import { isIP } from "node:net";
+import { signOnPool } from "../cryptopool.ts";
 
 /** Bad caller input; `field` names the offending option, e.g. "uris[1]". */
 export class CertificateInputError extends Error {
@@ -662,7 +663,11 @@ function checkCaKey(key: unknown, field: string): KeyObject {
 
 /** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING } */
 function signCertificate(tbs: Buffer, signKey: SignKeyObjectInput): Buffer {
-  const cert = tlv(TAG.SEQUENCE, tbs, SIG_ALG, bitString(sign("sha256", tbs, signKey)));
+  return assembleCertificate(tbs, sign("sha256", tbs, signKey));
+}
+
+function assembleCertificate(tbs: Buffer, signature: Buffer): Buffer {
+  const cert = tlv(TAG.SEQUENCE, tbs, SIG_ALG, bitString(signature));
   // tlv() allocates from Node's shared 8 KiB pool; a caller keeping certificates around
   // should not pin a slab of scratch buffers with each, so the result gets its own memory.
   const own = Buffer.allocUnsafeSlow(cert.length);
@@ -790,7 +795,8 @@ export class X509Issuer {
     this.#aki = akiExtension(caKeyId ?? keyIdentifier(spkiKeyBits(caSpki)));
   }
 
-  issue(opts: LeafOptions): IssuedCertificate {
+  /** Signs on the thread pool (see cryptopool.ts); everything else runs before it, here. */
+  async issue(opts: LeafOptions): Promise<IssuedCertificate> {
     // All input is validated before the signature, the only expensive step.
     const validity = encodeValidity(opts.notBefore, opts.notAfter);
     const eku = ekuExtension(opts.extKeyUsage);
@@ -814,7 +820,7 @@ export class X509Issuer {
       key.spki,
       tlv(ctxCons(3), extensions),
     );
-    const der = signCertificate(tbs, this.#signKey);
+    const der = assembleCertificate(tbs, await signOnPool("sha256", tbs, this.#signKey));
     return { pem: toPem(der), der, serialHex: serial.hex, notAfter: new Date(validity.notAfter) };
   }
 }
