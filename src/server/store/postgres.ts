@@ -82,6 +82,9 @@ type Row = Record<string, unknown>;
 
 /** `INSERT INTO audit ... VALUES (...), ...` for `events`, its placeholders numbered from
  *  `offset + 1`, with their values. */
+/** Joins with more audit events than this (none today) use an unnamed statement. */
+const MAX_NAMED_EVENTS = 16;
+
 function auditInsert(events: AuditEvent[], offset: number): { text: string; values: unknown[] } {
   const COLS = 9;
   const values: unknown[] = [];
@@ -360,13 +363,16 @@ export class PostgresStore implements Store {
       JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }]),
     ];
     const audit = events.length > 0 ? auditInsert(events, values.length) : undefined;
-    await this.pool.query(
-      `WITH r AS (INSERT INTO replay (issuer, jti, expires_at) VALUES ($1, $2, $3)),
+    await this.pool.query({
+      // Named, so each connection parses and plans it once (the text depends only on the
+      // number of events): that was most of PostgreSQL's CPU per join.
+      ...(events.length <= MAX_NAMED_EVENTS ? { name: `idbot-join-claim-${events.length}` } : {}),
+      text: `WITH r AS (INSERT INTO replay (issuer, jti, expires_at) VALUES ($1, $2, $3)),
          i AS (INSERT INTO bot_instances (id, bot_name, token_name, join_method, claims, created_at, expires_at, generation, authentications)
            VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12))
        ${audit ? audit.text : "SELECT 1"}`,
-      audit ? values.concat(audit.values) : values,
-    );
+      values: audit ? values.concat(audit.values) : values,
+    });
   }
 
   async commitJoin(j: {
