@@ -35320,6 +35320,48 @@ __export(postgres_exports, {
   openPostgresStore: () => openPostgresStore
 });
 import { createRequire } from "node:module";
+function groupClaimValues(joins) {
+  const cols = Array.from({ length: 22 }, () => []);
+  const push = (values2, offset) => {
+    for (let n = 0; n < values2.length; n++) cols[offset + n].push(values2[n]);
+  };
+  for (const { replay, instance: i, events } of joins) {
+    push(
+      [
+        replay.issuer,
+        replay.jti,
+        replay.expiresAt,
+        i.id,
+        i.botName,
+        i.tokenName,
+        i.joinMethod,
+        JSON.stringify(i.claims),
+        i.createdAt,
+        i.expiresAt,
+        i.generation,
+        JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }])
+      ],
+      0
+    );
+    for (const e of events)
+      push(
+        [
+          i.id,
+          e.time,
+          e.type,
+          e.botName ?? null,
+          e.tokenName ?? null,
+          e.instanceId ?? null,
+          e.joinMethod ?? null,
+          e.remoteAddr ?? null,
+          e.reason ?? null,
+          e.data ? JSON.stringify(e.data) : null
+        ],
+        12
+      );
+  }
+  return cols;
+}
 function auditInsert(events, offset) {
   const COLS = 9;
   const values2 = [];
@@ -35391,7 +35433,7 @@ async function openPostgresStore(url2, opts) {
   }
   return store;
 }
-var MIGRATION_LOCK, HEALTH_TIMEOUT_MS, UNIQUE_VIOLATION, WRONG_PASSPHRASE, MIGRATIONS, Refusal, PostgresStoreError, MAX_NAMED_EVENTS, PostgresStore;
+var MIGRATION_LOCK, HEALTH_TIMEOUT_MS, UNIQUE_VIOLATION, WRONG_PASSPHRASE, MIGRATIONS, Refusal, PostgresStoreError, MAX_CLAIM_GROUP, GROUP_CLAIM_JOIN_SQL, MAX_NAMED_EVENTS, PostgresStore;
 var init_postgres = __esm({
   "src/server/store/postgres.ts"() {
     "use strict";
@@ -35441,6 +35483,34 @@ var init_postgres = __esm({
     PostgresStoreError = class extends Error {
       name = "PostgresStoreError";
     };
+    MAX_CLAIM_GROUP = 64;
+    GROUP_CLAIM_JOIN_SQL = `WITH j AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+      $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[])
+      AS j(issuer, jti, replay_expires_at, id, bot_name, token_name, join_method, claims,
+        created_at, expires_at, generation, authentications)
+  ), r AS (
+    INSERT INTO replay (issuer, jti, expires_at)
+      SELECT issuer, jti, replay_expires_at FROM j ORDER BY issuer, jti
+      ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti
+  ), ok AS (
+    SELECT j.* FROM j JOIN r ON r.issuer = j.issuer AND r.jti = j.jti
+  ), i AS (
+    INSERT INTO bot_instances (id, bot_name, token_name, join_method, claims, created_at,
+        expires_at, generation, authentications)
+      SELECT id, bot_name, token_name, join_method, claims, created_at, expires_at, generation,
+        authentications FROM ok
+  ), a AS (
+    INSERT INTO audit (time, type, bot_name, token_name, instance_id, join_method, remote_addr, reason, data)
+      SELECT e.time, e.type, e.bot_name, e.token_name, e.instance_id, e.join_method, e.remote_addr,
+        e.reason, e.data
+      FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+        $19::text[], $20::text[], $21::text[], $22::text[]) WITH ORDINALITY
+        AS e(join_id, time, type, bot_name, token_name, instance_id, join_method, remote_addr, reason, data, ord)
+      WHERE e.join_id IN (SELECT id FROM ok)
+      ORDER BY e.ord
+  )
+  SELECT id FROM ok`;
     MAX_NAMED_EVENTS = 16;
     PostgresStore = class {
       constructor(pool, passphrase) {
@@ -35622,15 +35692,73 @@ var init_postgres = __esm({
           values: audit ? values2.concat(audit.values) : values2
         });
       }
+      /** One claim-based join on its own (the fallback of a group that failed as a whole). */
+      async commitClaimJoinAlone(j) {
+        try {
+          await this.commitClaimJoin(j.replay, j.instance, j.events);
+          return { ok: true };
+        } catch (e) {
+          if (e.code === UNIQUE_VIOLATION) return { ok: false, reason: "replayed" };
+          throw e;
+        }
+      }
+      claimQueue = [];
+      claimFlushScheduled = false;
+      /**
+       * Group commit for claim-based joins: those reaching commitJoin within one event-loop
+       * turn go to PostgreSQL as one statement over arrays (GROUP_CLAIM_JOIN_SQL), so a
+       * replica pays one round trip, one Bind and one plan execution for a group instead of
+       * one per join. A replayed jti is skipped by ON CONFLICT and reported for its join
+       * alone. Should the statement fail as a whole (nothing of it was committed), each join
+       * is retried on its own so every one gets the result or error it would have had.
+       */
+      flushClaimJoins = () => {
+        this.claimFlushScheduled = false;
+        while (this.claimQueue.length > 0) {
+          const seen = /* @__PURE__ */ new Set();
+          const group = [];
+          const later = [];
+          for (const q2 of this.claimQueue) {
+            const key2 = `${q2.join.replay.issuer}\0${q2.join.replay.jti}`;
+            if (group.length < MAX_CLAIM_GROUP && !seen.has(key2)) {
+              seen.add(key2);
+              group.push(q2);
+            } else later.push(q2);
+          }
+          this.claimQueue = later;
+          void this.commitClaimGroup(group);
+        }
+      };
+      async commitClaimGroup(group) {
+        if (group.length === 1) {
+          const q2 = group[0];
+          return this.commitClaimJoinAlone(q2.join).then(q2.resolve, q2.reject);
+        }
+        let committed;
+        try {
+          const res = await this.pool.query({
+            name: "idbot-join-claim-group",
+            text: GROUP_CLAIM_JOIN_SQL,
+            values: groupClaimValues(group.map((q2) => q2.join))
+          });
+          committed = new Set(res.rows.map((r) => r.id));
+        } catch {
+          for (const q2 of group) this.commitClaimJoinAlone(q2.join).then(q2.resolve, q2.reject);
+          return;
+        }
+        for (const q2 of group)
+          q2.resolve(committed.has(q2.join.instance.id) ? { ok: true } : { ok: false, reason: "replayed" });
+      }
       async commitJoin(j) {
         if (j.replay && !j.joinTokenHash && !j.bound && j.events.length <= 500) {
-          try {
-            await this.commitClaimJoin(j.replay, j.instance, j.events);
-            return { ok: true };
-          } catch (e) {
-            if (e.code === UNIQUE_VIOLATION) return { ok: false, reason: "replayed" };
-            throw e;
-          }
+          const join14 = { replay: j.replay, instance: j.instance, events: j.events };
+          return new Promise((resolve8, reject) => {
+            this.claimQueue.push({ join: join14, resolve: resolve8, reject });
+            if (!this.claimFlushScheduled) {
+              this.claimFlushScheduled = true;
+              setImmediate(this.flushClaimJoins);
+            }
+          });
         }
         try {
           await this.tx(async (c) => {

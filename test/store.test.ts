@@ -214,6 +214,46 @@ for (const kind of ["sqlite", "postgres"] as const) {
       assert.equal((await s1.commitJoin({ replay, instance: inst(), events: [] })).ok, false);
     });
 
+    test("joins committed together (group commit) keep their own results, rows and event order", async (t) => {
+      const stores = await pair(t);
+      if (!stores) return;
+      const [s1, s2] = stores;
+      const issuer = "https://token.actions.githubusercontent.com";
+      const used = { issuer, jti: "jti-used", expiresAt: nowSeconds() + 600 };
+      assert.equal((await s1.commitJoin({ replay: used, instance: inst(), events: [] })).ok, true);
+      // 40 joins in the same event-loop turn on two replicas: every fifth reuses a taken key.
+      const joins = Array.from({ length: 40 }, (_, k) => {
+        const i = inst({ claims: { k, text: `quote " backslash \\ comma , brace } ${k}` } });
+        const replay = k % 5 === 0 ? used : { issuer, jti: `jti-group-${k}`, expiresAt: nowSeconds() + 600 };
+        const events = [
+          ev("join.success", i),
+          ev("cert.issued", i),
+          { ...ev("cert.issued", i), data: { k } },
+        ];
+        return { replay, instance: i, events };
+      });
+      const results = await Promise.all(joins.map((j, k) => (k % 2 ? s1 : s2).commitJoin(j)));
+      results.forEach((r, k) =>
+        assert.deepEqual(r, k % 5 === 0 ? { ok: false, reason: "replayed" } : { ok: true }),
+      );
+      const audit = await s1.listAudit({ limit: 1000 });
+      for (const [k, j] of joins.entries()) {
+        const stored = await s2.getBotInstance(j.instance.id);
+        const rows = audit.filter((e) => e.instanceId === j.instance.id);
+        if (k % 5 === 0) {
+          assert.equal(stored, undefined, `join ${k} was refused: no instance row`);
+          assert.equal(rows.length, 0, `join ${k} was refused: no audit rows`);
+          continue;
+        }
+        assert.deepEqual(stored?.claims, j.instance.claims);
+        assert.deepEqual(
+          rows.map((e) => e.type),
+          ["join.success", "cert.issued", "cert.issued"],
+        );
+        assert.deepEqual(rows[2]!.data, { k });
+      }
+    });
+
     test("a one-time join secret is consumed exactly once under 20 concurrent commits from two replicas", async (t) => {
       const p = await pair(t);
       if (!p) return;

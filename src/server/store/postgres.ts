@@ -82,6 +82,94 @@ type Row = Record<string, unknown>;
 
 /** `INSERT INTO audit ... VALUES (...), ...` for `events`, its placeholders numbered from
  *  `offset + 1`, with their values. */
+/** A join proven by a platform's ID token: a replay key, the instance and its events. */
+interface ClaimJoin {
+  replay: ReplayKey;
+  instance: BotInstanceRecord;
+  events: AuditEvent[];
+}
+
+/** At most this many joins per group statement (arrays of ~13 x this many elements). */
+const MAX_CLAIM_GROUP = 64;
+
+/**
+ * A group of claim-based joins in one statement. Replay keys are inserted in key order
+ * (so two groups racing on the same keys lock them in the same order and cannot
+ * deadlock), a key already taken is skipped by ON CONFLICT, and only the joins whose key
+ * went in get their instance and audit rows. The ids of those joins come back.
+ */
+const GROUP_CLAIM_JOIN_SQL = `WITH j AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+      $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::text[])
+      AS j(issuer, jti, replay_expires_at, id, bot_name, token_name, join_method, claims,
+        created_at, expires_at, generation, authentications)
+  ), r AS (
+    INSERT INTO replay (issuer, jti, expires_at)
+      SELECT issuer, jti, replay_expires_at FROM j ORDER BY issuer, jti
+      ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti
+  ), ok AS (
+    SELECT j.* FROM j JOIN r ON r.issuer = j.issuer AND r.jti = j.jti
+  ), i AS (
+    INSERT INTO bot_instances (id, bot_name, token_name, join_method, claims, created_at,
+        expires_at, generation, authentications)
+      SELECT id, bot_name, token_name, join_method, claims, created_at, expires_at, generation,
+        authentications FROM ok
+  ), a AS (
+    INSERT INTO audit (time, type, bot_name, token_name, instance_id, join_method, remote_addr, reason, data)
+      SELECT e.time, e.type, e.bot_name, e.token_name, e.instance_id, e.join_method, e.remote_addr,
+        e.reason, e.data
+      FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+        $19::text[], $20::text[], $21::text[], $22::text[]) WITH ORDINALITY
+        AS e(join_id, time, type, bot_name, token_name, instance_id, join_method, remote_addr, reason, data, ord)
+      WHERE e.join_id IN (SELECT id FROM ok)
+      ORDER BY e.ord
+  )
+  SELECT id FROM ok`;
+
+/** The 22 column arrays of GROUP_CLAIM_JOIN_SQL. */
+function groupClaimValues(joins: ClaimJoin[]): unknown[][] {
+  const cols: unknown[][] = Array.from({ length: 22 }, () => []);
+  const push = (values: unknown[], offset: number) => {
+    for (let n = 0; n < values.length; n++) cols[offset + n]!.push(values[n]);
+  };
+  for (const { replay, instance: i, events } of joins) {
+    push(
+      [
+        replay.issuer,
+        replay.jti,
+        replay.expiresAt,
+        i.id,
+        i.botName,
+        i.tokenName,
+        i.joinMethod,
+        JSON.stringify(i.claims),
+        i.createdAt,
+        i.expiresAt,
+        i.generation,
+        JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }]),
+      ],
+      0,
+    );
+    for (const e of events)
+      push(
+        [
+          i.id,
+          e.time,
+          e.type,
+          e.botName ?? null,
+          e.tokenName ?? null,
+          e.instanceId ?? null,
+          e.joinMethod ?? null,
+          e.remoteAddr ?? null,
+          e.reason ?? null,
+          e.data ? JSON.stringify(e.data) : null,
+        ],
+        12,
+      );
+  }
+  return cols;
+}
+
 /** Joins with more audit events than this (none today) use an unnamed statement. */
 const MAX_NAMED_EVENTS = 16;
 
@@ -375,6 +463,73 @@ export class PostgresStore implements Store {
     });
   }
 
+  /** One claim-based join on its own (the fallback of a group that failed as a whole). */
+  private async commitClaimJoinAlone(j: ClaimJoin): Promise<CommitResult> {
+    try {
+      await this.commitClaimJoin(j.replay, j.instance, j.events);
+      return { ok: true };
+    } catch (e) {
+      if ((e as { code?: string }).code === UNIQUE_VIOLATION) return { ok: false, reason: "replayed" };
+      throw e;
+    }
+  }
+
+  private claimQueue: Array<{
+    join: ClaimJoin;
+    resolve: (r: CommitResult) => void;
+    reject: (e: unknown) => void;
+  }> = [];
+  private claimFlushScheduled = false;
+
+  /**
+   * Group commit for claim-based joins: those reaching commitJoin within one event-loop
+   * turn go to PostgreSQL as one statement over arrays (GROUP_CLAIM_JOIN_SQL), so a
+   * replica pays one round trip, one Bind and one plan execution for a group instead of
+   * one per join. A replayed jti is skipped by ON CONFLICT and reported for its join
+   * alone. Should the statement fail as a whole (nothing of it was committed), each join
+   * is retried on its own so every one gets the result or error it would have had.
+   */
+  private readonly flushClaimJoins = (): void => {
+    this.claimFlushScheduled = false;
+    while (this.claimQueue.length > 0) {
+      // A group holds each replay key once; a second use waits for the next group, where
+      // it is refused as the replay it is.
+      const seen = new Set<string>();
+      const group: typeof this.claimQueue = [];
+      const later: typeof this.claimQueue = [];
+      for (const q of this.claimQueue) {
+        const key = `${q.join.replay.issuer}\u0000${q.join.replay.jti}`;
+        if (group.length < MAX_CLAIM_GROUP && !seen.has(key)) {
+          seen.add(key);
+          group.push(q);
+        } else later.push(q);
+      }
+      this.claimQueue = later;
+      void this.commitClaimGroup(group);
+    }
+  };
+
+  private async commitClaimGroup(group: typeof this.claimQueue): Promise<void> {
+    if (group.length === 1) {
+      const q = group[0]!;
+      return this.commitClaimJoinAlone(q.join).then(q.resolve, q.reject);
+    }
+    let committed: Set<string>;
+    try {
+      const res = await this.pool.query<{ id: string }>({
+        name: "idbot-join-claim-group",
+        text: GROUP_CLAIM_JOIN_SQL,
+        values: groupClaimValues(group.map((q) => q.join)),
+      });
+      committed = new Set(res.rows.map((r) => r.id));
+    } catch {
+      for (const q of group) this.commitClaimJoinAlone(q.join).then(q.resolve, q.reject);
+      return;
+    }
+    for (const q of group)
+      q.resolve(committed.has(q.join.instance.id) ? { ok: true } : { ok: false, reason: "replayed" });
+  }
+
   async commitJoin(j: {
     replay?: ReplayKey;
     joinTokenHash?: string;
@@ -383,13 +538,14 @@ export class PostgresStore implements Store {
     events: AuditEvent[];
   }): Promise<CommitResult> {
     if (j.replay && !j.joinTokenHash && !j.bound && j.events.length <= 500) {
-      try {
-        await this.commitClaimJoin(j.replay, j.instance, j.events);
-        return { ok: true };
-      } catch (e) {
-        if ((e as { code?: string }).code === UNIQUE_VIOLATION) return { ok: false, reason: "replayed" };
-        throw e;
-      }
+      const join: ClaimJoin = { replay: j.replay, instance: j.instance, events: j.events };
+      return new Promise<CommitResult>((resolve, reject) => {
+        this.claimQueue.push({ join, resolve, reject });
+        if (!this.claimFlushScheduled) {
+          this.claimFlushScheduled = true;
+          setImmediate(this.flushClaimJoins);
+        }
+      });
     }
     try {
       await this.tx(async (c) => {
