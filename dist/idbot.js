@@ -30449,6 +30449,18 @@ var init_webapi = __esm({
 
 // src/server/ca/jwt.ts
 import { createPublicKey } from "node:crypto";
+function p256PublicJwk(key2) {
+  const spki = createPublicKey(key2).export({ type: "spki", format: "der" });
+  if (spki.length !== P256_SPKI_PREFIX.length + 64 || !spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX))
+    throw new Error("the JWT signing key must be an ECDSA P-256 key");
+  const at = P256_SPKI_PREFIX.length;
+  return {
+    kty: "EC",
+    crv: "P-256",
+    x: spki.subarray(at, at + 32).toString("base64url"),
+    y: spki.subarray(at + 32).toString("base64url")
+  };
+}
 function openIdConfiguration(publicUrl) {
   return JSON.stringify({
     issuer: publicUrl,
@@ -30459,17 +30471,18 @@ function openIdConfiguration(publicUrl) {
     claims_supported: ["sub", "aud", "exp", "iat", "iss", "jti", "bot_name", "join_method"]
   });
 }
-var JWT_ALG, JwtIssuer;
+var JWT_ALG, P256_SPKI_PREFIX, JwtIssuer;
 var init_jwt = __esm({
   "src/server/ca/jwt.ts"() {
     "use strict";
     init_webapi();
     JWT_ALG = "ES256";
+    P256_SPKI_PREFIX = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex");
     JwtIssuer = class {
       constructor(current, previous) {
         this.current = current;
         const keys = [current, ...previous ? [previous] : []].map((k) => ({
-          ...createPublicKey(k.privateKey).export({ format: "jwk" }),
+          ...p256PublicJwk(k.privateKey),
           kid: k.kid,
           use: "sig",
           alg: JWT_ALG
@@ -30526,14 +30539,21 @@ function readKeyFields(r, type, what) {
   }
   return fields;
 }
+function afterPrefix(der, prefix, what) {
+  if (der.length !== prefix.length + 32 || !der.subarray(0, prefix.length).equals(prefix)) {
+    throw new Error(`ssh: unexpected Ed25519 ${what} encoding`);
+  }
+  return der.subarray(prefix.length);
+}
+function ed25519RawPublic(key2) {
+  const pub = key2.type === "private" ? createPublicKey2(key2) : key2;
+  return afterPrefix(pub.export({ format: "der", type: "spki" }), ED25519_SPKI_PREFIX, "SPKI");
+}
 function ed25519PublicKeyBlob(key2) {
   if (key2.asymmetricKeyType !== "ed25519") {
     throw new Error(`ssh: expected an Ed25519 key, got ${key2.asymmetricKeyType ?? key2.type}`);
   }
-  const pub = key2.type === "private" ? createPublicKey2(key2) : key2;
-  const x = pub.export({ format: "jwk" }).x;
-  if (typeof x !== "string") throw new Error("ssh: Ed25519 key has no public part");
-  return new SshWriter().string("ssh-ed25519").string(Buffer.from(x, "base64url")).toBuffer();
+  return new SshWriter().string("ssh-ed25519").string(ed25519RawPublic(key2)).toBuffer();
 }
 function blobType(blob) {
   return new SshReader(blob, "ssh key blob").stringUtf8();
@@ -30593,11 +30613,10 @@ function ed25519PrivateKeyOpenSSH(privateKey, comment = "") {
       `ssh: an OpenSSH private key file needs an Ed25519 private key, got ${privateKey.asymmetricKeyType ?? "?"} ${privateKey.type}`
     );
   }
-  const jwk = privateKey.export({ format: "jwk" });
-  if (typeof jwk.d !== "string" || typeof jwk.x !== "string")
-    throw new Error("ssh: cannot export the Ed25519 key");
-  const seed = Buffer.from(jwk.d, "base64url");
-  const pk = Buffer.from(jwk.x, "base64url");
+  const pkcs8 = privateKey.export({ format: "der", type: "pkcs8" });
+  const seed = Buffer.from(afterPrefix(pkcs8, ED25519_PKCS8_PREFIX, "PKCS#8"));
+  pkcs8.fill(0);
+  const pk = ed25519RawPublic(privateKey);
   const pubBlob = new SshWriter().string("ssh-ed25519").string(pk).toBuffer();
   const check2 = randomBytes(4).readUInt32BE(0);
   const priv = new SshWriter().uint32(check2).uint32(check2).string("ssh-ed25519").string(pk).string(Buffer.concat([seed, pk])).string(comment);
@@ -30694,7 +30713,7 @@ function parseCertificateLine(line) {
   const { signed: _signed, signature: _signature, ...info2 } = parseCertBlob(certBlobFromLine(line));
   return info2;
 }
-var SshWriter, SshReader, CERT_SUFFIX, KEY_FIELDS, SUPPORTED_HINT, SSH_KEY_TYPES, BASE64_RE, SSH_CERT_TYPE_USER, SSH_CERT_TYPE_HOST, SSH_CERT_FOREVER;
+var SshWriter, SshReader, CERT_SUFFIX, KEY_FIELDS, SUPPORTED_HINT, SSH_KEY_TYPES, ED25519_SPKI_PREFIX, ED25519_PKCS8_PREFIX, BASE64_RE, SSH_CERT_TYPE_USER, SSH_CERT_TYPE_HOST, SSH_CERT_FOREVER;
 var init_ssh = __esm({
   "src/protocol/ssh.ts"() {
     "use strict";
@@ -30803,6 +30822,8 @@ var init_ssh = __esm({
     };
     SUPPORTED_HINT = "use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa";
     SSH_KEY_TYPES = Object.keys(KEY_FIELDS);
+    ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+    ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
     BASE64_RE = /^[A-Za-z0-9+/]+={0,2}$/;
     SSH_CERT_TYPE_USER = 1;
     SSH_CERT_TYPE_HOST = 2;
@@ -30993,6 +31014,7 @@ import * as nodeCrypto from "node:crypto";
 import {
   createHash as createHash2,
   createPublicKey as createPublicKey3,
+  ECDH,
   KeyObject,
   randomFillSync,
   sign as sign2,
@@ -31298,30 +31320,18 @@ function unsupportedKey(key2, fromDer = false) {
   return new CertificateInputError("publicKey", why);
 }
 function spkiFromKeyObject(key2) {
-  const type = key2.asymmetricKeyType;
-  if (type === "ec") {
-    const jwk = key2.export({ format: "jwk" });
-    const c = jwk.crv === "P-256" ? P256 : jwk.crv === "P-384" ? P384 : void 0;
-    if (!c || !jwk.x || !jwk.y) throw unsupportedKey(key2);
-    const out2 = Buffer.alloc(c.prefix.length + 2 * c.size);
-    c.prefix.copy(out2);
-    const x = Buffer.from(jwk.x, "base64url");
-    const y = Buffer.from(jwk.y, "base64url");
-    x.copy(out2, c.prefix.length + c.size - x.length);
-    y.copy(out2, out2.length - y.length);
-    return out2;
-  }
-  if (type === "ed25519") {
-    return Buffer.concat([ED25519_PREFIX, Buffer.from(key2.export({ format: "jwk" }).x ?? "", "base64url")]);
-  }
-  if (type === "rsa") {
-    const jwk = key2.export({ format: "jwk" });
-    const n = Buffer.from(jwk.n ?? "", "base64url");
-    const e = Buffer.from(jwk.e ?? "", "base64url");
-    const rsaPublicKey = tlv(TAG.SEQUENCE, positiveInteger(n), positiveInteger(e));
-    return tlv(TAG.SEQUENCE, RSA_ALG, bitString(rsaPublicKey));
-  }
-  throw unsupportedKey(key2);
+  const t = key2.asymmetricKeyType;
+  if (t !== "ec" && t !== "ed25519" && t !== "rsa") throw unsupportedKey(key2);
+  const der = key2.export({ type: "spki", format: "der" });
+  if (t !== "ec") return der;
+  const curveName = key2.asymmetricKeyDetails?.namedCurve;
+  const c = curveName === "prime256v1" ? P256 : curveName === "secp384r1" ? P384 : void 0;
+  if (!c) throw unsupportedKey(key2);
+  if (der.length === c.prefix.length + 2 * c.size && startsWith(der, c.prefix)) return der;
+  const point = der.subarray(der.length - (1 + c.size));
+  if (point[0] !== 2 && point[0] !== 3) throw unsupportedKey(key2);
+  const full = ECDH.convertKey(point, curveName, void 0, void 0, "uncompressed");
+  return Buffer.concat([c.prefix, full.subarray(1)]);
 }
 function spkiFromPem(pem2) {
   const m = typeof pem2 === "string" ? PUBLIC_KEY_PEM.exec(pem2) : null;

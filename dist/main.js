@@ -25477,14 +25477,23 @@ var KEY_FIELDS = {
   // mpint e, mpint n
 };
 var SSH_KEY_TYPES = Object.keys(KEY_FIELDS);
+var ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+var ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+function afterPrefix(der, prefix, what) {
+  if (der.length !== prefix.length + 32 || !der.subarray(0, prefix.length).equals(prefix)) {
+    throw new Error(`ssh: unexpected Ed25519 ${what} encoding`);
+  }
+  return der.subarray(prefix.length);
+}
+function ed25519RawPublic(key) {
+  const pub = key.type === "private" ? createPublicKey(key) : key;
+  return afterPrefix(pub.export({ format: "der", type: "spki" }), ED25519_SPKI_PREFIX, "SPKI");
+}
 function ed25519PublicKeyBlob(key) {
   if (key.asymmetricKeyType !== "ed25519") {
     throw new Error(`ssh: expected an Ed25519 key, got ${key.asymmetricKeyType ?? key.type}`);
   }
-  const pub = key.type === "private" ? createPublicKey(key) : key;
-  const x = pub.export({ format: "jwk" }).x;
-  if (typeof x !== "string") throw new Error("ssh: Ed25519 key has no public part");
-  return new SshWriter().string("ssh-ed25519").string(Buffer.from(x, "base64url")).toBuffer();
+  return new SshWriter().string("ssh-ed25519").string(ed25519RawPublic(key)).toBuffer();
 }
 function blobType(blob) {
   return new SshReader(blob, "ssh key blob").stringUtf8();
@@ -25507,11 +25516,10 @@ function ed25519PrivateKeyOpenSSH(privateKey, comment = "") {
       `ssh: an OpenSSH private key file needs an Ed25519 private key, got ${privateKey.asymmetricKeyType ?? "?"} ${privateKey.type}`
     );
   }
-  const jwk = privateKey.export({ format: "jwk" });
-  if (typeof jwk.d !== "string" || typeof jwk.x !== "string")
-    throw new Error("ssh: cannot export the Ed25519 key");
-  const seed = Buffer.from(jwk.d, "base64url");
-  const pk = Buffer.from(jwk.x, "base64url");
+  const pkcs8 = privateKey.export({ format: "der", type: "pkcs8" });
+  const seed = Buffer.from(afterPrefix(pkcs8, ED25519_PKCS8_PREFIX, "PKCS#8"));
+  pkcs8.fill(0);
+  const pk = ed25519RawPublic(privateKey);
   const pubBlob = new SshWriter().string("ssh-ed25519").string(pk).toBuffer();
   const check2 = randomBytes2(4).readUInt32BE(0);
   const priv = new SshWriter().uint32(check2).uint32(check2).string("ssh-ed25519").string(pk).string(Buffer.concat([seed, pk])).string(comment);

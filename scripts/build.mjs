@@ -24,6 +24,7 @@ await build({
   ...common,
   entryPoints: { main: "src/action/main.ts", post: "src/action/post.ts" },
   outdir: "dist",
+  alias: { undici: "./scripts/undici-unused.mjs" },
 });
 await build({
   ...common,

@@ -2,7 +2,8 @@
 // glob of .ts files silently runs nothing, so the files are listed here explicitly, and
 // the run fails when the runner reports zero tests.
 import { spawn } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 function list(dir) {
@@ -23,10 +24,16 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// Every temporary directory of the run (tests, services, sshd, PostgreSQL) is made under
+// one fresh TMPDIR, removed when the run ends, so no test can leave anything in /tmp.
+// IDBOT_KEEP_TEST_TMP=1 keeps it for a look after a failure.
+const root = mkdtempSync(join(tmpdir(), "idbot-test-"));
+// Traversable (not listable) by the unprivileged users some peers run as.
+chmodSync(root, 0o711);
 const child = spawn(
   process.execPath,
   ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...files],
-  { stdio: ["ignore", "pipe", "inherit"] },
+  { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, TMPDIR: root } },
 );
 let out = "";
 child.stdout.on("data", (d) => {
@@ -35,6 +42,8 @@ child.stdout.on("data", (d) => {
   if (out.length > 1 << 20) out = out.slice(-65536);
 });
 child.on("close", (code) => {
+  if (process.env.IDBOT_KEEP_TEST_TMP === "1") console.log(`test: temporary files kept in ${root}`);
+  else rmSync(root, { recursive: true, force: true, maxRetries: 3 });
   const num = (k) => Number((out.match(new RegExp(`ℹ ${k} (\\d+)`)) ?? [])[1] ?? 0);
   const tests = num("tests");
   const pass = num("pass");

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
+import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -419,4 +420,40 @@ describe("certificates made by ssh-keygen -s", () => {
     assert.deepEqual(u.criticalOptions, { "force-command": "/bin/echo hi", "verify-required": "" });
     assert.deepEqual(u.extensions, ["permit-pty"]);
   });
+});
+
+// Node's JWK export of a freshly generated key holds the key's mutex while it allocates;
+// a garbage collection there can destroy the keygen job, which takes the same mutex, and
+// the thread deadlocks (an Action main step once hung with no output). Under --gc-global
+// the old JWK-based encoders hung within 5,000 client key pairs; these use DER and must not.
+test("fresh keys are encoded without Node's JWK export (no deadlock under constant GC)", async () => {
+  const script = `
+    const { generateClientKeys } = await import(${JSON.stringify(new URL("../src/client/keys.ts", import.meta.url).href)});
+    const { SshCertificateAuthority } = await import(${JSON.stringify(new URL("../src/server/ca/ssh.ts", import.meta.url).href)});
+    const { createSelfSignedCA } = await import(${JSON.stringify(new URL("../src/server/ca/x509.ts", import.meta.url).href)});
+    const { generateKeyPairSync } = await import("node:crypto");
+    for (let i = 0; i < 5000; i++) generateClientKeys("gc");
+    for (let i = 0; i < 200; i++) {
+      SshCertificateAuthority.generate();
+      const key = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
+      createSelfSignedCA({ key, commonName: "gc", notBefore: new Date(), notAfter: new Date(Date.now() + 60000) });
+    }
+    console.log("done");`;
+  const child = spawn(
+    process.execPath,
+    ["--gc-global", "--import", "tsx", "--input-type=module", "-e", script],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const [code, signal] = await once(child, "exit");
+  clearTimeout(timer);
+  assert.equal(signal, null, `the key loop hung (killed after 60 s)\n${err}`);
+  assert.equal(code, 0, err);
+  assert.match(out, /done/);
 });

@@ -233,9 +233,8 @@ for (const kind of ["sqlite", "postgres"] as const) {
         return { replay, instance: i, events };
       });
       const results = await Promise.all(joins.map((j, k) => (k % 2 ? s1 : s2).commitJoin(j)));
-      results.forEach((r, k) =>
-        assert.deepEqual(r, k % 5 === 0 ? { ok: false, reason: "replayed" } : { ok: true }),
-      );
+      for (const [k, r] of results.entries())
+        assert.deepEqual(r, k % 5 === 0 ? { ok: false, reason: "replayed" } : { ok: true });
       const audit = await s1.listAudit({ limit: 1000 });
       for (const [k, j] of joins.entries()) {
         const stored = await s2.getBotInstance(j.instance.id);

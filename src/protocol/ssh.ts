@@ -176,15 +176,35 @@ function readKeyFields(r: SshReader, type: string, what: string): Buffer[] {
 // ---------------------------------------------------------------------------
 // Public keys
 
+// The raw Ed25519 key bytes come from the DER encodings (fixed 12- and 16-byte prefixes
+// before the 32 key bytes), never from export({ format: "jwk" }). Node's JWK export holds
+// the key's mutex while it allocates on the JS heap; a garbage collection there can run
+// the destructor of the generateKeyPairSync job that made the key, which takes the same
+// mutex: the main thread deadlocks (seen as an Action main step that hung with no output;
+// `node --gc-global` hangs a loop of generateKeyPairSync("ed25519") + JWK export within
+// seconds). The DER export takes no such lock (~0.1-0.2 ms more per call, once per join).
+const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+
+function afterPrefix(der: Buffer, prefix: Buffer, what: string): Buffer {
+  if (der.length !== prefix.length + 32 || !der.subarray(0, prefix.length).equals(prefix)) {
+    throw new Error(`ssh: unexpected Ed25519 ${what} encoding`);
+  }
+  return der.subarray(prefix.length);
+}
+
+/** The 32-byte Ed25519 public key of a public or private KeyObject. */
+function ed25519RawPublic(key: KeyObject): Buffer {
+  const pub = key.type === "private" ? createPublicKey(key) : key;
+  return afterPrefix(pub.export({ format: "der", type: "spki" }), ED25519_SPKI_PREFIX, "SPKI");
+}
+
 /** The SSH public key blob (string "ssh-ed25519", string pk) of an Ed25519 public or private KeyObject. */
 export function ed25519PublicKeyBlob(key: KeyObject): Buffer {
   if (key.asymmetricKeyType !== "ed25519") {
     throw new Error(`ssh: expected an Ed25519 key, got ${key.asymmetricKeyType ?? key.type}`);
   }
-  const pub = key.type === "private" ? createPublicKey(key) : key;
-  const x = pub.export({ format: "jwk" }).x;
-  if (typeof x !== "string") throw new Error("ssh: Ed25519 key has no public part");
-  return new SshWriter().string("ssh-ed25519").string(Buffer.from(x, "base64url")).toBuffer();
+  return new SshWriter().string("ssh-ed25519").string(ed25519RawPublic(key)).toBuffer();
 }
 
 /** The key type named at the start of a blob, without checking the rest. */
@@ -269,11 +289,10 @@ export function ed25519PrivateKeyOpenSSH(privateKey: KeyObject, comment = ""): s
       `ssh: an OpenSSH private key file needs an Ed25519 private key, got ${privateKey.asymmetricKeyType ?? "?"} ${privateKey.type}`,
     );
   }
-  const jwk = privateKey.export({ format: "jwk" });
-  if (typeof jwk.d !== "string" || typeof jwk.x !== "string")
-    throw new Error("ssh: cannot export the Ed25519 key");
-  const seed = Buffer.from(jwk.d, "base64url");
-  const pk = Buffer.from(jwk.x, "base64url");
+  const pkcs8 = privateKey.export({ format: "der", type: "pkcs8" });
+  const seed = Buffer.from(afterPrefix(pkcs8, ED25519_PKCS8_PREFIX, "PKCS#8"));
+  pkcs8.fill(0);
+  const pk = ed25519RawPublic(privateKey);
   const pubBlob = new SshWriter().string("ssh-ed25519").string(pk).toBuffer();
 
   const check = randomBytes(4).readUInt32BE(0);

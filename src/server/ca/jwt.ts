@@ -10,6 +10,27 @@ export interface JwtKey {
 
 export const JWT_ALG = "ES256";
 
+const P256_SPKI_PREFIX = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex");
+
+/** The public JWK of a P-256 key, read from its SPKI DER (x and y are its last 64 bytes),
+ *  not export({ format: "jwk" }), which can deadlock on a freshly generated key (see
+ *  ed25519RawPublic in protocol/ssh.ts). */
+function p256PublicJwk(key: KeyObject): { kty: "EC"; crv: "P-256"; x: string; y: string } {
+  const spki = createPublicKey(key).export({ type: "spki", format: "der" });
+  if (
+    spki.length !== P256_SPKI_PREFIX.length + 64 ||
+    !spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX)
+  )
+    throw new Error("the JWT signing key must be an ECDSA P-256 key");
+  const at = P256_SPKI_PREFIX.length;
+  return {
+    kty: "EC",
+    crv: "P-256",
+    x: spki.subarray(at, at + 32).toString("base64url"),
+    y: spki.subarray(at + 32).toString("base64url"),
+  };
+}
+
 export class JwtIssuer {
   private readonly jwksBody: string;
 
@@ -18,7 +39,7 @@ export class JwtIssuer {
     previous?: JwtKey,
   ) {
     const keys = [current, ...(previous ? [previous] : [])].map((k) => ({
-      ...createPublicKey(k.privateKey).export({ format: "jwk" }),
+      ...p256PublicJwk(k.privateKey),
       kid: k.kid,
       use: "sig",
       alg: JWT_ALG,
