@@ -42,6 +42,8 @@ export interface LoadResult {
   maxMs: number;
   /** True when the token pool ran dry before the deadline (the run was shorter). */
   ranOutOfTokens: boolean;
+  /** Every successful join's latency, sorted (to merge runs that went on side by side). */
+  latenciesMs: Float64Array;
 }
 
 interface Outcome {
@@ -166,6 +168,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       p99Ms: percentile(sorted, 99),
       maxMs: sorted.length ? sorted[sorted.length - 1]! : Number.NaN,
       ranOutOfTokens: ranOut,
+      latenciesMs: sorted,
     };
   } finally {
     agent.destroy();
