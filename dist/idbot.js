@@ -35296,6 +35296,32 @@ function rowToAudit(r) {
     data: r.data ? JSON.parse(r.data) : void 0
   };
 }
+function instanceValues(i) {
+  return [
+    i.id,
+    i.botName,
+    i.tokenName,
+    i.joinMethod,
+    JSON.stringify(i.claims),
+    i.createdAt,
+    i.expiresAt,
+    i.generation,
+    JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }])
+  ];
+}
+function auditValues(e) {
+  return [
+    e.time,
+    e.type,
+    e.botName ?? null,
+    e.tokenName ?? null,
+    e.instanceId ?? null,
+    e.joinMethod ?? null,
+    e.remoteAddr ?? null,
+    e.reason ?? null,
+    e.data ? JSON.stringify(e.data) : null
+  ];
+}
 var opt;
 var init_rows = __esm({
   "src/server/store/rows.ts"() {
@@ -35336,39 +35362,8 @@ function groupClaimValues(joins) {
     for (let n = 0; n < values2.length; n++) cols[offset + n].push(values2[n]);
   };
   for (const { replay, instance: i, events } of joins) {
-    push(
-      [
-        replay.issuer,
-        replay.jti,
-        replay.expiresAt,
-        i.id,
-        i.botName,
-        i.tokenName,
-        i.joinMethod,
-        JSON.stringify(i.claims),
-        i.createdAt,
-        i.expiresAt,
-        i.generation,
-        JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }])
-      ],
-      0
-    );
-    for (const e of events)
-      push(
-        [
-          i.id,
-          e.time,
-          e.type,
-          e.botName ?? null,
-          e.tokenName ?? null,
-          e.instanceId ?? null,
-          e.joinMethod ?? null,
-          e.remoteAddr ?? null,
-          e.reason ?? null,
-          e.data ? JSON.stringify(e.data) : null
-        ],
-        12
-      );
+    push([replay.issuer, replay.jti, replay.expiresAt, ...instanceValues(i)], 0);
+    for (const e of events) push([i.id, ...auditValues(e)], 12);
   }
   return cols;
 }
@@ -35376,17 +35371,7 @@ function auditInsert(events, offset) {
   const COLS = 9;
   const values2 = [];
   const tuples = events.map((e, k) => {
-    values2.push(
-      e.time,
-      e.type,
-      e.botName ?? null,
-      e.tokenName ?? null,
-      e.instanceId ?? null,
-      e.joinMethod ?? null,
-      e.remoteAddr ?? null,
-      e.reason ?? null,
-      e.data ? JSON.stringify(e.data) : null
-    );
+    values2.push(...auditValues(e));
     return `(${Array.from({ length: COLS }, (_, n) => `$${offset + k * COLS + n + 1}`).join(", ")})`;
   });
   return {
@@ -35677,20 +35662,7 @@ var init_postgres = __esm({
        * under load that, not PostgreSQL, bounded a replica's throughput.
        */
       async commitClaimJoin(replay, i, events) {
-        const values2 = [
-          replay.issuer,
-          replay.jti,
-          replay.expiresAt,
-          i.id,
-          i.botName,
-          i.tokenName,
-          i.joinMethod,
-          JSON.stringify(i.claims),
-          i.createdAt,
-          i.expiresAt,
-          i.generation,
-          JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }])
-        ];
+        const values2 = [replay.issuer, replay.jti, replay.expiresAt, ...instanceValues(i)];
         const audit = events.length > 0 ? auditInsert(events, values2.length) : void 0;
         await this.pool.query({
           // Named, so each connection parses and plans it once (the text depends only on the
@@ -35796,19 +35768,7 @@ var init_postgres = __esm({
             if (j.bound) await this.applyBoundJoin(c, j.bound, i);
             await c.query(
               "INSERT INTO bot_instances (id, bot_name, token_name, join_method, claims, created_at, expires_at, generation, authentications) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-              [
-                i.id,
-                i.botName,
-                i.tokenName,
-                i.joinMethod,
-                JSON.stringify(i.claims),
-                i.createdAt,
-                i.expiresAt,
-                i.generation,
-                JSON.stringify(
-                  i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }]
-                )
-              ]
+              instanceValues(i)
             );
             if (j.events.length > 0) await this.insertEvents(c, j.events);
           });
@@ -36259,17 +36219,7 @@ timer = setTimeout(pass, workerData.intervalMs, false);
       }
       insertEvents(events) {
         for (const e of events) {
-          this.stmts.insertAudit.run(
-            e.time,
-            e.type,
-            e.botName ?? null,
-            e.tokenName ?? null,
-            e.instanceId ?? null,
-            e.joinMethod ?? null,
-            e.remoteAddr ?? null,
-            e.reason ?? null,
-            e.data ? JSON.stringify(e.data) : null
-          );
+          this.stmts.insertAudit.run(...auditValues(e));
         }
       }
       /**
@@ -36455,17 +36405,7 @@ timer = setTimeout(pass, workerData.intervalMs, false);
         if (j.replay) this.stmts.insertReplay.run(j.replay.issuer, j.replay.jti, j.replay.expiresAt);
         if (j.joinTokenHash) this.consumeJoinToken(j.joinTokenHash, i);
         if (j.bound) this.applyBoundJoin(j.bound, i);
-        this.stmts.insertInstance.run(
-          i.id,
-          i.botName,
-          i.tokenName,
-          i.joinMethod,
-          JSON.stringify(i.claims),
-          i.createdAt,
-          i.expiresAt,
-          i.generation,
-          JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }])
-        );
+        this.stmts.insertInstance.run(...instanceValues(i));
         this.insertEvents(j.events);
       }
       consumeJoinToken(hash3, i) {

@@ -9,7 +9,14 @@ import { createRequire } from "node:module";
 import type Pg from "pg";
 import type { Pool, PoolClient, QueryResultRow } from "pg";
 import { decryptSecret, encryptSecret } from "./crypto.ts";
-import { rowToAudit, rowToBound, rowToInstance, rowToJoinToken } from "./rows.ts";
+import {
+  auditValues,
+  instanceValues,
+  rowToAudit,
+  rowToBound,
+  rowToInstance,
+  rowToJoinToken,
+} from "./rows.ts";
 import type {
   AuditEvent,
   BotInstanceRecord,
@@ -135,39 +142,8 @@ function groupClaimValues(joins: ClaimJoin[]): unknown[][] {
     for (let n = 0; n < values.length; n++) cols[offset + n]!.push(values[n]);
   };
   for (const { replay, instance: i, events } of joins) {
-    push(
-      [
-        replay.issuer,
-        replay.jti,
-        replay.expiresAt,
-        i.id,
-        i.botName,
-        i.tokenName,
-        i.joinMethod,
-        JSON.stringify(i.claims),
-        i.createdAt,
-        i.expiresAt,
-        i.generation,
-        JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }]),
-      ],
-      0,
-    );
-    for (const e of events)
-      push(
-        [
-          i.id,
-          e.time,
-          e.type,
-          e.botName ?? null,
-          e.tokenName ?? null,
-          e.instanceId ?? null,
-          e.joinMethod ?? null,
-          e.remoteAddr ?? null,
-          e.reason ?? null,
-          e.data ? JSON.stringify(e.data) : null,
-        ],
-        12,
-      );
+    push([replay.issuer, replay.jti, replay.expiresAt, ...instanceValues(i)], 0);
+    for (const e of events) push([i.id, ...auditValues(e)], 12);
   }
   return cols;
 }
@@ -179,17 +155,7 @@ function auditInsert(events: AuditEvent[], offset: number): { text: string; valu
   const COLS = 9;
   const values: unknown[] = [];
   const tuples = events.map((e, k) => {
-    values.push(
-      e.time,
-      e.type,
-      e.botName ?? null,
-      e.tokenName ?? null,
-      e.instanceId ?? null,
-      e.joinMethod ?? null,
-      e.remoteAddr ?? null,
-      e.reason ?? null,
-      e.data ? JSON.stringify(e.data) : null,
-    );
+    values.push(...auditValues(e));
     return `(${Array.from({ length: COLS }, (_, n) => `$${offset + k * COLS + n + 1}`).join(", ")})`;
   });
   return {
@@ -438,20 +404,7 @@ export class PostgresStore implements Store {
     i: BotInstanceRecord,
     events: AuditEvent[],
   ): Promise<void> {
-    const values: unknown[] = [
-      replay.issuer,
-      replay.jti,
-      replay.expiresAt,
-      i.id,
-      i.botName,
-      i.tokenName,
-      i.joinMethod,
-      JSON.stringify(i.claims),
-      i.createdAt,
-      i.expiresAt,
-      i.generation,
-      JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }]),
-    ];
+    const values: unknown[] = [replay.issuer, replay.jti, replay.expiresAt, ...instanceValues(i)];
     const audit = events.length > 0 ? auditInsert(events, values.length) : undefined;
     await this.pool.query({
       // Named, so each connection parses and plans it once (the text depends only on the
@@ -575,19 +528,7 @@ export class PostgresStore implements Store {
         if (j.bound) await this.applyBoundJoin(c, j.bound, i);
         await c.query(
           "INSERT INTO bot_instances (id, bot_name, token_name, join_method, claims, created_at, expires_at, generation, authentications) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-          [
-            i.id,
-            i.botName,
-            i.tokenName,
-            i.joinMethod,
-            JSON.stringify(i.claims),
-            i.createdAt,
-            i.expiresAt,
-            i.generation,
-            JSON.stringify(
-              i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }],
-            ),
-          ],
+          instanceValues(i),
         );
         if (j.events.length > 0) await this.insertEvents(c, j.events);
       });

@@ -1,5 +1,5 @@
-// Rows to records, shared by both stores: their tables have the same columns (TEXT for
-// times and JSON), so one mapping serves SQLite and PostgreSQL.
+// Rows to records and records to rows, shared by both stores: their tables have the same
+// columns (TEXT for times and JSON), so one mapping serves SQLite and PostgreSQL.
 import type {
   AuditEvent,
   BotInstanceRecord,
@@ -73,4 +73,36 @@ export function rowToAudit(r: Row): AuditEvent {
     reason: opt(r.reason),
     data: r.data ? (JSON.parse(r.data as string) as Record<string, unknown>) : undefined,
   };
+}
+
+/** The values of INSERT INTO bot_instances (id, bot_name, token_name, join_method, claims,
+ *  created_at, expires_at, generation, authentications). */
+export function instanceValues(i: BotInstanceRecord): unknown[] {
+  return [
+    i.id,
+    i.botName,
+    i.tokenName,
+    i.joinMethod,
+    JSON.stringify(i.claims),
+    i.createdAt,
+    i.expiresAt,
+    i.generation,
+    JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }]),
+  ];
+}
+
+/** The values of INSERT INTO audit (time, type, bot_name, token_name, instance_id,
+ *  join_method, remote_addr, reason, data). */
+export function auditValues(e: AuditEvent): unknown[] {
+  return [
+    e.time,
+    e.type,
+    e.botName ?? null,
+    e.tokenName ?? null,
+    e.instanceId ?? null,
+    e.joinMethod ?? null,
+    e.remoteAddr ?? null,
+    e.reason ?? null,
+    e.data ? JSON.stringify(e.data) : null,
+  ];
 }

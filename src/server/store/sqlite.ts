@@ -6,7 +6,15 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type BetterSqlite3 from "better-sqlite3";
-import { rowToAudit, rowToBound, rowToCA, rowToInstance, rowToJoinToken } from "./rows.ts";
+import {
+  auditValues,
+  instanceValues,
+  rowToAudit,
+  rowToBound,
+  rowToCA,
+  rowToInstance,
+  rowToJoinToken,
+} from "./rows.ts";
 import type {
   AuditEvent,
   BotInstanceRecord,
@@ -284,17 +292,7 @@ export class SqliteStore implements Store {
 
   private insertEvents(events: AuditEvent[]): void {
     for (const e of events) {
-      this.stmts.insertAudit.run(
-        e.time,
-        e.type,
-        e.botName ?? null,
-        e.tokenName ?? null,
-        e.instanceId ?? null,
-        e.joinMethod ?? null,
-        e.remoteAddr ?? null,
-        e.reason ?? null,
-        e.data ? JSON.stringify(e.data) : null,
-      );
+      this.stmts.insertAudit.run(...auditValues(e));
     }
   }
 
@@ -498,17 +496,7 @@ export class SqliteStore implements Store {
     if (j.replay) this.stmts.insertReplay.run(j.replay.issuer, j.replay.jti, j.replay.expiresAt);
     if (j.joinTokenHash) this.consumeJoinToken(j.joinTokenHash, i);
     if (j.bound) this.applyBoundJoin(j.bound, i);
-    this.stmts.insertInstance.run(
-      i.id,
-      i.botName,
-      i.tokenName,
-      i.joinMethod,
-      JSON.stringify(i.claims),
-      i.createdAt,
-      i.expiresAt,
-      i.generation,
-      JSON.stringify(i.authentications ?? [{ time: i.createdAt, kind: "join", generation: i.generation }]),
-    );
+    this.stmts.insertInstance.run(...instanceValues(i));
     this.insertEvents(j.events);
   }
 
