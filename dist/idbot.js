@@ -37577,83 +37577,28 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
   });
   const x509 = (issuer, opts) => issuer.issue({ publicKey: tlsKey, notBefore, notAfter: expiresAt, extKeyUsage: ["clientAuth"], ...opts });
   const a = ctx2.authorities;
-  const keyId = `bot=${botName},${subject.description},instance=${instanceId}`;
-  const [tls2, sshCertificate] = await Promise.all([
+  const sshKeyId = `bot=${botName},${subject.description},instance=${instanceId}`;
+  const hostKeyId = hostNames ? `host=${hostNames[0]},bot=${botName},instance=${instanceId}` : "";
+  const spiffeId = spiffe ? `spiffe://${ctx2.trustDomain}${spiffe.path}` : void 0;
+  const [tls2, sshCert, kubeCert, dbCert, spiffeCert, jwtToken, hostCert] = await Promise.all([
     x509(a.tls, { commonName: botName, uris: [instanceUri(instanceId, generation)] }),
     logins.length > 0 ? a.sshUser.sign({
       publicKey: sshKey,
       certType: "user",
-      keyId,
+      keyId: sshKeyId,
       principals: logins,
       validAfter,
       validBefore
-    }) : void 0
-  ]);
-  const response = {
-    bot_name: botName,
-    bot_instance_id: instanceId,
-    generation,
-    expires_at: expiresIso,
-    ttl_seconds: ttl,
-    ttl_capped: capped,
-    tls: { certificate: tls2.pem, ca: a.tlsCaPem }
-  };
-  issued("tls_client", { serial: tls2.serialHex, subject: `CN=${botName}` });
-  if (sshCertificate !== void 0) {
-    response.ssh = {
-      certificate: sshCertificate,
-      principals: logins,
-      user_ca: a.sshUserCaLine,
-      host_ca: a.sshHostCaLine
-    };
-    issued("ssh_user", { key_id: keyId, principals: logins });
-  }
-  if (kube) {
-    const cert = await x509(a.tls, { commonName: kube.user, organizations: kube.groups });
-    response.kubernetes = {
-      cluster: kube.cluster.metadata.name,
-      server: kube.cluster.spec.server,
-      ca: kube.cluster.spec.ca,
-      ...kube.cluster.spec.tls_server_name ? { tls_server_name: kube.cluster.spec.tls_server_name } : {},
-      certificate: cert.pem,
-      user: kube.user,
-      groups: kube.groups
-    };
-    issued("kubernetes", {
-      serial: cert.serialHex,
-      cluster: kube.cluster.metadata.name,
-      user: kube.user,
-      groups: kube.groups
-    });
-  }
-  if (db) {
-    const cert = await x509(a.tls, { commonName: db.user });
-    const spec = db.database.spec;
-    response.database = {
-      service: db.database.metadata.name,
-      protocol: spec.protocol,
-      host: spec.host,
-      port: spec.port,
-      ca: spec.ca,
-      certificate: cert.pem,
-      user: db.user,
-      name: db.name
-    };
-    issued("database", { serial: cert.serialHex, database: db.database.metadata.name, user: db.user });
-  }
-  const spiffeId = spiffe ? `spiffe://${ctx2.trustDomain}${spiffe.path}` : void 0;
-  if (spiffe && wants("spiffe-x509")) {
-    const cert = await x509(a.spiffe, {
+    }) : void 0,
+    kube ? x509(a.tls, { commonName: kube.user, organizations: kube.groups }) : void 0,
+    db ? x509(a.tls, { commonName: db.user }) : void 0,
+    spiffe && wants("spiffe-x509") ? x509(a.spiffe, {
       commonName: botName,
       uris: [spiffeId],
       dnsNames: spiffe.dnsSans,
       ipAddresses: spiffe.ipSans
-    });
-    response.spiffe = { spiffe_id: spiffeId, certificate: cert.pem, bundle: a.spiffe.caCertPem };
-    issued("spiffe_x509", { serial: cert.serialHex, spiffe_id: spiffeId });
-  }
-  if (jwtAudiences) {
-    const token = await a.jwt.sign(
+    }) : void 0,
+    jwtAudiences ? a.jwt.sign(
       {
         ...jwtClaims(tctx.claims),
         bot_name: botName,
@@ -37668,25 +37613,77 @@ async function issueCredentials(ctx2, set2, subject, req, now, base2) {
         expiresAt: validBefore,
         jti: randomUUID3()
       }
-    );
-    response.jwt = { token, spiffe_id: spiffeId, audiences: jwtAudiences };
+    ) : void 0,
+    hostKey && hostNames ? a.sshHost.sign({
+      publicKey: hostKey,
+      certType: "host",
+      keyId: hostKeyId,
+      principals: hostNames,
+      validAfter,
+      validBefore
+    }) : void 0
+  ]);
+  const response = {
+    bot_name: botName,
+    bot_instance_id: instanceId,
+    generation,
+    expires_at: expiresIso,
+    ttl_seconds: ttl,
+    ttl_capped: capped,
+    tls: { certificate: tls2.pem, ca: a.tlsCaPem }
+  };
+  issued("tls_client", { serial: tls2.serialHex, subject: `CN=${botName}` });
+  if (sshCert !== void 0) {
+    response.ssh = {
+      certificate: sshCert,
+      principals: logins,
+      user_ca: a.sshUserCaLine,
+      host_ca: a.sshHostCaLine
+    };
+    issued("ssh_user", { key_id: sshKeyId, principals: logins });
+  }
+  if (kube && kubeCert) {
+    response.kubernetes = {
+      cluster: kube.cluster.metadata.name,
+      server: kube.cluster.spec.server,
+      ca: kube.cluster.spec.ca,
+      ...kube.cluster.spec.tls_server_name ? { tls_server_name: kube.cluster.spec.tls_server_name } : {},
+      certificate: kubeCert.pem,
+      user: kube.user,
+      groups: kube.groups
+    };
+    issued("kubernetes", {
+      serial: kubeCert.serialHex,
+      cluster: kube.cluster.metadata.name,
+      user: kube.user,
+      groups: kube.groups
+    });
+  }
+  if (db && dbCert) {
+    const spec = db.database.spec;
+    response.database = {
+      service: db.database.metadata.name,
+      protocol: spec.protocol,
+      host: spec.host,
+      port: spec.port,
+      ca: spec.ca,
+      certificate: dbCert.pem,
+      user: db.user,
+      name: db.name
+    };
+    issued("database", { serial: dbCert.serialHex, database: db.database.metadata.name, user: db.user });
+  }
+  if (spiffeCert) {
+    response.spiffe = { spiffe_id: spiffeId, certificate: spiffeCert.pem, bundle: a.spiffe.caCertPem };
+    issued("spiffe_x509", { serial: spiffeCert.serialHex, spiffe_id: spiffeId });
+  }
+  if (jwtToken !== void 0 && jwtAudiences) {
+    response.jwt = { token: jwtToken, spiffe_id: spiffeId, audiences: jwtAudiences };
     issued("jwt_svid", { spiffe_id: spiffeId, audiences: jwtAudiences, kid: a.jwt.kid });
   }
-  if (hostKey && hostNames) {
-    const keyId2 = `host=${hostNames[0]},bot=${botName},instance=${instanceId}`;
-    response.ssh_host = {
-      certificate: await a.sshHost.sign({
-        publicKey: hostKey,
-        certType: "host",
-        keyId: keyId2,
-        principals: hostNames,
-        validAfter,
-        validBefore
-      }),
-      principals: hostNames,
-      user_ca: a.sshUserCaLine
-    };
-    issued("ssh_host", { key_id: keyId2, principals: hostNames });
+  if (hostCert !== void 0 && hostNames) {
+    response.ssh_host = { certificate: hostCert, principals: hostNames, user_ca: a.sshUserCaLine };
+    issued("ssh_host", { key_id: hostKeyId, principals: hostNames });
   }
   return { response, events, expiresAt: expiresIso };
 }

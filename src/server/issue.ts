@@ -173,21 +173,62 @@ export async function issueCredentials(
     issuer.issue({ publicKey: tlsKey, notBefore, notAfter: expiresAt, extKeyUsage: ["clientAuth"], ...opts });
 
   const a = ctx.authorities;
-  // The signatures run on the thread pool (cryptopool.ts), all of this join's at once.
-  const keyId = `bot=${botName},${subject.description},instance=${instanceId}`;
-  const [tls, sshCertificate] = await Promise.all([
+  const sshKeyId = `bot=${botName},${subject.description},instance=${instanceId}`;
+  const hostKeyId = hostNames ? `host=${hostNames[0]},bot=${botName},instance=${instanceId}` : "";
+  const spiffeId = spiffe ? `spiffe://${ctx.trustDomain}${spiffe.path}` : undefined;
+  // Every signature of this join starts at once: they run on the thread pool (cryptopool.ts).
+  const [tls, sshCert, kubeCert, dbCert, spiffeCert, jwtToken, hostCert] = await Promise.all([
     x509(a.tls, { commonName: botName, uris: [instanceUri(instanceId, generation)] }),
     logins.length > 0
       ? a.sshUser.sign({
           publicKey: sshKey,
           certType: "user",
-          keyId,
+          keyId: sshKeyId,
           principals: logins,
           validAfter,
           validBefore,
         })
       : undefined,
+    kube ? x509(a.tls, { commonName: kube.user, organizations: kube.groups }) : undefined,
+    db ? x509(a.tls, { commonName: db.user }) : undefined,
+    spiffe && wants("spiffe-x509")
+      ? x509(a.spiffe, {
+          commonName: botName,
+          uris: [spiffeId!],
+          dnsNames: spiffe.dnsSans,
+          ipAddresses: spiffe.ipSans,
+        })
+      : undefined,
+    jwtAudiences
+      ? a.jwt.sign(
+          {
+            ...jwtClaims(tctx.claims),
+            bot_name: botName,
+            bot_instance_id: instanceId,
+            join_method: tctx.joinMethod,
+          },
+          {
+            issuer: ctx.publicUrl,
+            subject: spiffeId!,
+            audience: jwtAudiences,
+            issuedAt: nowS,
+            expiresAt: validBefore,
+            jti: randomUUID(),
+          },
+        )
+      : undefined,
+    hostKey && hostNames
+      ? a.sshHost.sign({
+          publicKey: hostKey,
+          certType: "host",
+          keyId: hostKeyId,
+          principals: hostNames,
+          validAfter,
+          validBefore,
+        })
+      : undefined,
   ]);
+
   const response: Issued["response"] = {
     bot_name: botName,
     bot_instance_id: instanceId,
@@ -198,35 +239,33 @@ export async function issueCredentials(
     tls: { certificate: tls.pem, ca: a.tlsCaPem },
   };
   issued("tls_client", { serial: tls.serialHex, subject: `CN=${botName}` });
-  if (sshCertificate !== undefined) {
+  if (sshCert !== undefined) {
     response.ssh = {
-      certificate: sshCertificate,
+      certificate: sshCert,
       principals: logins,
       user_ca: a.sshUserCaLine,
       host_ca: a.sshHostCaLine,
     };
-    issued("ssh_user", { key_id: keyId, principals: logins });
+    issued("ssh_user", { key_id: sshKeyId, principals: logins });
   }
-  if (kube) {
-    const cert = await x509(a.tls, { commonName: kube.user, organizations: kube.groups });
+  if (kube && kubeCert) {
     response.kubernetes = {
       cluster: kube.cluster.metadata.name,
       server: kube.cluster.spec.server,
       ca: kube.cluster.spec.ca,
       ...(kube.cluster.spec.tls_server_name ? { tls_server_name: kube.cluster.spec.tls_server_name } : {}),
-      certificate: cert.pem,
+      certificate: kubeCert.pem,
       user: kube.user,
       groups: kube.groups,
     };
     issued("kubernetes", {
-      serial: cert.serialHex,
+      serial: kubeCert.serialHex,
       cluster: kube.cluster.metadata.name,
       user: kube.user,
       groups: kube.groups,
     });
   }
-  if (db) {
-    const cert = await x509(a.tls, { commonName: db.user });
+  if (db && dbCert) {
     const spec = db.database.spec;
     response.database = {
       service: db.database.metadata.name,
@@ -234,58 +273,23 @@ export async function issueCredentials(
       host: spec.host,
       port: spec.port,
       ca: spec.ca,
-      certificate: cert.pem,
+      certificate: dbCert.pem,
       user: db.user,
       name: db.name,
     };
-    issued("database", { serial: cert.serialHex, database: db.database.metadata.name, user: db.user });
+    issued("database", { serial: dbCert.serialHex, database: db.database.metadata.name, user: db.user });
   }
-  const spiffeId = spiffe ? `spiffe://${ctx.trustDomain}${spiffe.path}` : undefined;
-  if (spiffe && wants("spiffe-x509")) {
-    const cert = await x509(a.spiffe, {
-      commonName: botName,
-      uris: [spiffeId!],
-      dnsNames: spiffe.dnsSans,
-      ipAddresses: spiffe.ipSans,
-    });
-    response.spiffe = { spiffe_id: spiffeId!, certificate: cert.pem, bundle: a.spiffe.caCertPem };
-    issued("spiffe_x509", { serial: cert.serialHex, spiffe_id: spiffeId });
+  if (spiffeCert) {
+    response.spiffe = { spiffe_id: spiffeId!, certificate: spiffeCert.pem, bundle: a.spiffe.caCertPem };
+    issued("spiffe_x509", { serial: spiffeCert.serialHex, spiffe_id: spiffeId });
   }
-  if (jwtAudiences) {
-    const token = await a.jwt.sign(
-      {
-        ...jwtClaims(tctx.claims),
-        bot_name: botName,
-        bot_instance_id: instanceId,
-        join_method: tctx.joinMethod,
-      },
-      {
-        issuer: ctx.publicUrl,
-        subject: spiffeId!,
-        audience: jwtAudiences,
-        issuedAt: nowS,
-        expiresAt: validBefore,
-        jti: randomUUID(),
-      },
-    );
-    response.jwt = { token, spiffe_id: spiffeId!, audiences: jwtAudiences };
+  if (jwtToken !== undefined && jwtAudiences) {
+    response.jwt = { token: jwtToken, spiffe_id: spiffeId!, audiences: jwtAudiences };
     issued("jwt_svid", { spiffe_id: spiffeId, audiences: jwtAudiences, kid: a.jwt.kid });
   }
-  if (hostKey && hostNames) {
-    const keyId = `host=${hostNames[0]},bot=${botName},instance=${instanceId}`;
-    response.ssh_host = {
-      certificate: await a.sshHost.sign({
-        publicKey: hostKey,
-        certType: "host",
-        keyId,
-        principals: hostNames,
-        validAfter,
-        validBefore,
-      }),
-      principals: hostNames,
-      user_ca: a.sshUserCaLine,
-    };
-    issued("ssh_host", { key_id: keyId, principals: hostNames });
+  if (hostCert !== undefined && hostNames) {
+    response.ssh_host = { certificate: hostCert, principals: hostNames, user_ca: a.sshUserCaLine };
+    issued("ssh_host", { key_id: hostKeyId, principals: hostNames });
   }
   return { response, events, expiresAt: expiresIso };
 }
