@@ -4,81 +4,18 @@
 // and per-token rate limits, the auth-failure alert and request ids. Every answer is a
 // refusal (never a 200, never a 5xx), the service keeps serving, and its memory stays flat.
 import assert from "node:assert/strict";
-import { generateKeyPairSync, randomBytes, randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { ed25519PublicKeyLine } from "../../src/protocol/ssh.ts";
+import { httpCall, postJoin, testPublicKeys } from "../helpers/http.ts";
 import { type Service, startService } from "../helpers/service.ts";
 import { githubResources, startWorld, type World } from "../helpers/world.ts";
 
 // ---------------------------------------------------------------------------------------
 // helpers
 
-const sshKey = generateKeyPairSync("ed25519");
-const tlsKey = generateKeyPairSync("ec", { namedCurve: "P-256" });
-const PUBLIC_KEYS = {
-  ssh: ed25519PublicKeyLine(sshKey.publicKey, "attack@idbot"),
-  tls: tlsKey.publicKey.export({ type: "spki", format: "pem" }).toString(),
-};
-
-interface HttpResult {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are inspected field by field
-  json: any;
-}
-
-interface RequestOptions {
-  method?: string;
-  headers?: Record<string, string>;
-  body?: string | Buffer;
-  /** Send the body in chunks without a content-length (Transfer-Encoding: chunked). */
-  chunked?: boolean;
-}
-
-function httpCall(url: string, opts: RequestOptions = {}): Promise<HttpResult> {
-  const headers: Record<string, string | number> = { ...(opts.headers ?? {}) };
-  if (opts.body !== undefined && !opts.chunked) headers["content-length"] = Buffer.byteLength(opts.body);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: opts.method ?? "GET", headers, timeout: 15_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-      res.on("error", reject);
-    });
-    req.on("timeout", () => req.destroy(new Error(`request to ${url} timed out`)));
-    // The service may answer (413) and close before the whole body is sent: the answer
-    // counts, a write error after it does not.
-    req.on("error", reject);
-    if (opts.body !== undefined) {
-      const buf = Buffer.from(opts.body);
-      const step = opts.chunked ? 8192 : 64 * 1024;
-      for (let i = 0; i < buf.length; i += step) req.write(buf.subarray(i, i + step));
-    }
-    req.end();
-  });
-}
-
-function postJoin(baseUrl: string, body: unknown, opts: Omit<RequestOptions, "body" | "method"> = {}) {
-  return httpCall(`${baseUrl}/v1/join`, {
-    ...opts,
-    method: "POST",
-    headers: { "content-type": "application/json", ...(opts.headers ?? {}) },
-    body: typeof body === "string" ? body : JSON.stringify(body),
-  });
-}
+const PUBLIC_KEYS = testPublicKeys("attack@idbot");
 
 function joinBody(idToken: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {

@@ -3,16 +3,14 @@
 // ssh-keygen checking every certificate it hands out.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { generateKeyPairSync, X509Certificate } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { request as httpRequest } from "node:http";
-import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
-import { ed25519PublicKeyLine } from "../../src/protocol/ssh.ts";
+import { type HttpResult, httpCall, postJoin, testPublicKeys } from "../helpers/http.ts";
 import { IDBOT, type Service, startService } from "../helpers/service.ts";
 import { githubResources, startWorld, type World } from "../helpers/world.ts";
 
@@ -25,77 +23,7 @@ function tempDir(prefix = "idbot-svc-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-const sshKey = generateKeyPairSync("ed25519");
-const tlsKey = generateKeyPairSync("ec", { namedCurve: "P-256" });
-const PUBLIC_KEYS = {
-  ssh: ed25519PublicKeyLine(sshKey.publicKey, "test@idbot"),
-  tls: tlsKey.publicKey.export({ type: "spki", format: "pem" }).toString(),
-};
-
-interface HttpResult {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are inspected field by field
-  json: any;
-}
-
-interface RequestOptions {
-  method?: string;
-  headers?: Record<string, string>;
-  body?: string | Buffer;
-  /** Send the body in chunks without a content-length (Transfer-Encoding: chunked). */
-  chunked?: boolean;
-  ca?: string;
-}
-
-function httpCall(url: string, opts: RequestOptions = {}): Promise<HttpResult> {
-  const u = new URL(url);
-  const doRequest = u.protocol === "https:" ? httpsRequest : httpRequest;
-  const headers: Record<string, string | number> = { ...(opts.headers ?? {}) };
-  if (opts.body !== undefined && !opts.chunked) headers["content-length"] = Buffer.byteLength(opts.body);
-  return new Promise((resolve, reject) => {
-    const req = doRequest(
-      url,
-      { method: opts.method ?? "GET", headers, ca: opts.ca, timeout: 10_000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-        });
-        res.on("error", reject);
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error(`request to ${url} timed out`)));
-    req.on("error", reject);
-    if (opts.body !== undefined) {
-      if (opts.chunked) {
-        const buf = Buffer.from(opts.body);
-        for (let i = 0; i < buf.length; i += 8192) req.write(buf.subarray(i, i + 8192));
-      } else {
-        req.write(opts.body);
-      }
-    }
-    req.end();
-  });
-}
-
-function postJoin(baseUrl: string, body: unknown, opts: Omit<RequestOptions, "body" | "method"> = {}) {
-  return httpCall(`${baseUrl}/v1/join`, {
-    ...opts,
-    method: "POST",
-    headers: { "content-type": "application/json", ...(opts.headers ?? {}) },
-    body: typeof body === "string" ? body : JSON.stringify(body),
-  });
-}
+const PUBLIC_KEYS = testPublicKeys("test@idbot");
 
 function joinBody(idToken: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
