@@ -87,8 +87,6 @@ export class PostgresStoreError extends Error {
 
 type Row = Record<string, unknown>;
 
-/** `INSERT INTO audit ... VALUES (...), ...` for `events`, its placeholders numbered from
- *  `offset + 1`, with their values. */
 /** A join proven by a platform's ID token: a replay key, the instance and its events. */
 interface ClaimJoin {
   replay: ReplayKey;
@@ -151,6 +149,8 @@ function groupClaimValues(joins: ClaimJoin[]): unknown[][] {
 /** Joins with more audit events than this (none today) use an unnamed statement. */
 const MAX_NAMED_EVENTS = 16;
 
+/** `INSERT INTO audit ... VALUES (...), ...` for `events`, its placeholders numbered from
+ *  `offset + 1`, with their values. */
 function auditInsert(events: AuditEvent[], offset: number): { text: string; values: unknown[] } {
   const COLS = 9;
   const values: unknown[] = [];
