@@ -30447,68 +30447,10 @@ var init_webapi = __esm({
   }
 });
 
-// src/server/ca/jwt.ts
-import { createPublicKey } from "node:crypto";
-function p256PublicJwk(key2) {
-  const spki = createPublicKey(key2).export({ type: "spki", format: "der" });
-  if (spki.length !== P256_SPKI_PREFIX.length + 64 || !spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX))
-    throw new Error("the JWT signing key must be an ECDSA P-256 key");
-  const at = P256_SPKI_PREFIX.length;
-  return {
-    kty: "EC",
-    crv: "P-256",
-    x: spki.subarray(at, at + 32).toString("base64url"),
-    y: spki.subarray(at + 32).toString("base64url")
-  };
-}
-function openIdConfiguration(publicUrl) {
-  return JSON.stringify({
-    issuer: publicUrl,
-    jwks_uri: `${publicUrl}/.well-known/jwks.json`,
-    response_types_supported: ["id_token"],
-    subject_types_supported: ["public"],
-    id_token_signing_alg_values_supported: [JWT_ALG],
-    claims_supported: ["sub", "aud", "exp", "iat", "iss", "jti", "bot_name", "join_method"]
-  });
-}
-var JWT_ALG, P256_SPKI_PREFIX, JwtIssuer;
-var init_jwt = __esm({
-  "src/server/ca/jwt.ts"() {
-    "use strict";
-    init_webapi();
-    JWT_ALG = "ES256";
-    P256_SPKI_PREFIX = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex");
-    JwtIssuer = class {
-      constructor(current, previous) {
-        this.current = current;
-        const keys = [current, ...previous ? [previous] : []].map((k) => ({
-          ...p256PublicJwk(k.privateKey),
-          kid: k.kid,
-          use: "sig",
-          alg: JWT_ALG
-        }));
-        this.jwksBody = JSON.stringify({ keys });
-      }
-      current;
-      jwksBody;
-      get kid() {
-        return this.current.kid;
-      }
-      /** The JWKS document, both keys during a rotation. */
-      jwks() {
-        return this.jwksBody;
-      }
-      async sign(claims, opts) {
-        return new SignJWT(claims).setProtectedHeader({ alg: JWT_ALG, kid: this.current.kid, typ: "JWT" }).setIssuer(opts.issuer).setSubject(opts.subject).setAudience(opts.audience.length === 1 ? opts.audience[0] : opts.audience).setIssuedAt(opts.issuedAt).setExpirationTime(opts.expiresAt).setJti(opts.jti).sign(this.current.privateKey);
-      }
-    };
-  }
-});
-
 // src/protocol/ssh.ts
 import {
   createHash,
-  createPublicKey as createPublicKey2,
+  createPublicKey,
   verify as cryptoVerify,
   randomBytes
 } from "node:crypto";
@@ -30546,7 +30488,7 @@ function afterPrefix(der, prefix, what) {
   return der.subarray(prefix.length);
 }
 function ed25519RawPublic(key2) {
-  const pub = key2.type === "private" ? createPublicKey2(key2) : key2;
+  const pub = key2.type === "private" ? createPublicKey(key2) : key2;
   return afterPrefix(pub.export({ format: "der", type: "spki" }), ED25519_SPKI_PREFIX, "SPKI");
 }
 function ed25519PublicKeyBlob(key2) {
@@ -30849,171 +30791,11 @@ var init_cryptopool = __esm({
   }
 });
 
-// src/server/ca/ssh.ts
-import { generateKeyPairSync, randomBytes as randomBytes2 } from "node:crypto";
-function byName(a, b) {
-  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
-}
-function secondsField(n, name2) {
-  if (n === Number.POSITIVE_INFINITY || n >= Number.MAX_SAFE_INTEGER) return SSH_CERT_FOREVER;
-  if (!Number.isInteger(n) || n < 0)
-    throw new Error(`ssh certificate: ${name2} must be whole unix seconds >= 0, got ${n}`);
-  return BigInt(n);
-}
-function encodeOptions(entries, what) {
-  entries.sort((a, b) => byName(a[0], b[0]));
-  const w = new SshWriter();
-  let prev;
-  for (const [name2, value] of entries) {
-    if (name2 === "" || CONTROL_RE.test(name2) || /\s/.test(name2)) {
-      throw new Error(`ssh certificate: invalid ${what} name ${JSON.stringify(name2)}`);
-    }
-    if (name2 === prev) throw new Error(`ssh certificate: ${what} '${name2}' given twice`);
-    if (CONTROL_RE.test(value)) {
-      throw new Error(`ssh certificate: ${what} '${name2}' value contains control characters`);
-    }
-    prev = name2;
-    w.string(name2);
-    if (value === "") w.string("");
-    else w.string(new SshWriter().string(value).toBuffer());
-  }
-  return w.toBuffer();
-}
-function random(n) {
-  if (randomPos + n > randomPool.length) {
-    randomPool = randomBytes2(4096);
-    randomPos = 0;
-  }
-  const out2 = randomPool.subarray(randomPos, randomPos + n);
-  randomPos += n;
-  return out2;
-}
-var DEFAULT_USER_EXTENSIONS, CONTROL_RE, BAD_PRINCIPAL_RE, CERT_SUFFIX2, DEFAULT_USER_EXTENSIONS_BLOB, EMPTY, randomPool, randomPos, SshCertificateAuthority;
-var init_ssh2 = __esm({
-  "src/server/ca/ssh.ts"() {
-    "use strict";
-    init_ssh();
-    init_cryptopool();
-    DEFAULT_USER_EXTENSIONS = [
-      "permit-X11-forwarding",
-      "permit-agent-forwarding",
-      "permit-port-forwarding",
-      "permit-pty",
-      "permit-user-rc"
-    ];
-    CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
-    BAD_PRINCIPAL_RE = /[\s,\u0000-\u001f\u007f-\u009f]/u;
-    CERT_SUFFIX2 = "-cert-v01@openssh.com";
-    DEFAULT_USER_EXTENSIONS_BLOB = encodeOptions(
-      DEFAULT_USER_EXTENSIONS.map((e) => [e, ""]),
-      "extension"
-    );
-    EMPTY = Buffer.alloc(0);
-    randomPool = EMPTY;
-    randomPos = 0;
-    SshCertificateAuthority = class _SshCertificateAuthority {
-      publicKeyBlob;
-      privateKey;
-      /** string(reserved "") string(CA blob): the constant tail of every to-be-signed body. */
-      tail;
-      constructor(privateKey) {
-        if (privateKey.type !== "private" || privateKey.asymmetricKeyType !== "ed25519") {
-          throw new Error(
-            `SSH CA: the CA key must be an Ed25519 private key, got ${privateKey.asymmetricKeyType ?? "unknown"} ${privateKey.type} key`
-          );
-        }
-        this.privateKey = privateKey;
-        this.publicKeyBlob = ed25519PublicKeyBlob(privateKey);
-        this.tail = new SshWriter().string("").string(this.publicKeyBlob).toBuffer();
-      }
-      static generate() {
-        const { privateKey } = generateKeyPairSync("ed25519");
-        return { privateKey, authority: new _SshCertificateAuthority(privateKey) };
-      }
-      /** "ssh-ed25519 AAAA... comment" for authorized_keys (cert-authority) / known_hosts (@cert-authority). */
-      publicKeyLine(comment) {
-        return publicKeyLine(this.publicKeyBlob, comment);
-      }
-      /** Signs a certificate (on the thread pool, see cryptopool.ts); returns
-       *  "<keytype>-cert-v01@openssh.com <base64> <keyId>". */
-      async sign(spec) {
-        const { type: keyType, blob: subject } = parsePublicKeyLine(spec.publicKey);
-        if (keyType.endsWith(CERT_SUFFIX2)) {
-          throw new Error(
-            `ssh certificate: publicKey is already a certificate (${keyType}); pass the plain public key`
-          );
-        }
-        let certType;
-        if (spec.certType === "user") certType = SSH_CERT_TYPE_USER;
-        else if (spec.certType === "host") certType = SSH_CERT_TYPE_HOST;
-        else
-          throw new Error(
-            `ssh certificate: certType must be "user" or "host", got ${JSON.stringify(spec.certType)}`
-          );
-        if (typeof spec.keyId !== "string" || spec.keyId === "")
-          throw new Error("ssh certificate: keyId is empty");
-        if (CONTROL_RE.test(spec.keyId)) {
-          throw new Error("ssh certificate: keyId contains control characters or newlines");
-        }
-        if (!Array.isArray(spec.principals) || spec.principals.length === 0) {
-          throw new Error("ssh certificate: principals is empty (at least one principal is required)");
-        }
-        const principals = new SshWriter();
-        for (const p of spec.principals) {
-          if (typeof p !== "string" || p === "") throw new Error("ssh certificate: a principal is empty");
-          if (BAD_PRINCIPAL_RE.test(p)) {
-            throw new Error(
-              `ssh certificate: principal ${JSON.stringify(p)} contains whitespace, a comma or control characters`
-            );
-          }
-          principals.string(p);
-        }
-        const validAfter = secondsField(spec.validAfter, "validAfter");
-        const validBefore = secondsField(spec.validBefore, "validBefore");
-        if (validBefore <= validAfter) {
-          throw new Error(
-            `ssh certificate: validBefore (${spec.validBefore}) must be after validAfter (${spec.validAfter})`
-          );
-        }
-        let serial;
-        if (spec.serial === void 0) {
-          serial = random(8).readBigUInt64BE(0) & 0x7fffffffffffffffn;
-        } else {
-          if (typeof spec.serial !== "bigint" || spec.serial < 0n || spec.serial > 0xffffffffffffffffn) {
-            throw new Error(`ssh certificate: serial must be a bigint in 0..2^64-1, got ${String(spec.serial)}`);
-          }
-          serial = spec.serial;
-        }
-        const critical = spec.criticalOptions ? Object.entries(spec.criticalOptions) : [];
-        if (critical.length > 0 && certType === SSH_CERT_TYPE_HOST) {
-          throw new Error("ssh certificate: critical options are only defined for user certificates");
-        }
-        const criticalBlob = critical.length > 0 ? encodeOptions(critical, "critical option") : EMPTY;
-        let extensionsBlob;
-        if (spec.extensions === void 0) {
-          extensionsBlob = certType === SSH_CERT_TYPE_USER ? DEFAULT_USER_EXTENSIONS_BLOB : EMPTY;
-        } else {
-          extensionsBlob = encodeOptions(
-            spec.extensions.map((e) => [e, ""]),
-            "extension"
-          );
-        }
-        const keyFields = subject.subarray(4 + subject.readUInt32BE(0));
-        const certKeyType = certTypeFor(keyType);
-        const body = new SshWriter().string(certKeyType).string(random(32)).raw(keyFields).uint64(serial).uint32(certType).string(spec.keyId).string(principals.toBuffer()).uint64(validAfter).uint64(validBefore).string(criticalBlob).string(extensionsBlob).raw(this.tail).toBuffer();
-        const sig2 = await signOnPool(null, body, this.privateKey);
-        const cert = new SshWriter().raw(body).string(new SshWriter().string("ssh-ed25519").string(sig2).toBuffer()).toBuffer();
-        return `${certKeyType} ${cert.toString("base64")} ${spec.keyId}`;
-      }
-    };
-  }
-});
-
 // src/server/ca/x509.ts
 import * as nodeCrypto from "node:crypto";
 import {
   createHash as createHash2,
-  createPublicKey as createPublicKey3,
+  createPublicKey as createPublicKey2,
   ECDH,
   KeyObject,
   randomFillSync,
@@ -31289,8 +31071,8 @@ function checkSpki(spki, fromKeyObject = false) {
       return { spki, bits: spki.subarray(c.prefix.length - 1), rsa: false, type: c.name };
     }
   }
-  if (spki.length === ED25519_PREFIX.length + 32 && startsWith(spki, ED25519_PREFIX)) {
-    return { spki, bits: spki.subarray(ED25519_PREFIX.length), rsa: false, type: "ed25519" };
+  if (spki.length === ED25519_SPKI_PREFIX.length + 32 && startsWith(spki, ED25519_SPKI_PREFIX)) {
+    return { spki, bits: spki.subarray(ED25519_SPKI_PREFIX.length), rsa: false, type: "ed25519" };
   }
   let algorithmAt = -1;
   try {
@@ -31300,7 +31082,7 @@ function checkSpki(spki, fromKeyObject = false) {
   if (algorithmAt > 0 && startsWith(spki.subarray(algorithmAt), RSA_ALG)) return checkRsa(spki);
   let key2;
   try {
-    key2 = createPublicKey3({ key: spki, format: "der", type: "spki" });
+    key2 = createPublicKey2({ key: spki, format: "der", type: "spki" });
   } catch {
     throw new CertificateInputError("publicKey", "not a valid DER SubjectPublicKeyInfo");
   }
@@ -31400,7 +31182,7 @@ function createSelfSignedCA(opts) {
   const validity = encodeValidity(opts.notBefore, opts.notAfter);
   const org = opts.organization === void 0 ? void 0 : [opts.organization];
   const name2 = encodeName(opts.commonName, org, "organization");
-  const spki = createPublicKey3(key2).export({ type: "spki", format: "der" });
+  const spki = createPublicKey2(key2).export({ type: "spki", format: "der" });
   const keyId = keyIdentifier(spkiKeyBits(spki));
   const caTrue = tlv(TAG.SEQUENCE, TRUE, tlv(TAG.INTEGER, ZERO_BYTE));
   const extensions = tlv(
@@ -31453,10 +31235,11 @@ function parseCaCertificate(der) {
   }
   return { subject: Buffer.from(der.subarray(subject.start, subject.end)), keyId };
 }
-var CertificateInputError, TAG, ctx, ctxCons, ZERO_BYTE, TRUE, OID, VERSION_3, SIG_ALG, KU_DIGITAL_SIGNATURE, KU_DIGITAL_SIGNATURE_KEY_ENCIPHERMENT, KU_CA, NOT_A_CA, LEAF_FIXED_EXTS, LEAF_FIXED_EXTS_RSA, EKU_EXTS, BAD_NAME_CHARS, serialPool, serialPoolOffset, LABEL, HOSTNAME, URI_CHARS, P256, P384, CURVES, ED25519_PREFIX, RSA_ALG, startsWith, toBigInt, PUBLIC_KEY_PEM, checkedKeys, SubjectPublicKey, keyIdentifier, X509Issuer;
+var CertificateInputError, TAG, ctx, ctxCons, ZERO_BYTE, TRUE, OID, VERSION_3, SIG_ALG, KU_DIGITAL_SIGNATURE, KU_DIGITAL_SIGNATURE_KEY_ENCIPHERMENT, KU_CA, NOT_A_CA, LEAF_FIXED_EXTS, LEAF_FIXED_EXTS_RSA, EKU_EXTS, BAD_NAME_CHARS, serialPool, serialPoolOffset, LABEL, HOSTNAME, URI_CHARS, P256_SPKI_PREFIX, P256, P384, CURVES, RSA_ALG, startsWith, toBigInt, PUBLIC_KEY_PEM, checkedKeys, SubjectPublicKey, keyIdentifier, X509Issuer;
 var init_x509 = __esm({
   "src/server/ca/x509.ts"() {
     "use strict";
+    init_ssh();
     init_cryptopool();
     CertificateInputError = class extends Error {
       name = "CertificateInputError";
@@ -31518,9 +31301,10 @@ var init_x509 = __esm({
     LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
     HOSTNAME = new RegExp(`^${LABEL}(?:\\.${LABEL})*$`);
     URI_CHARS = /^[\x21-\x7e]{1,2048}$/;
+    P256_SPKI_PREFIX = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex");
     P256 = {
       name: "P-256",
-      prefix: Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex"),
+      prefix: P256_SPKI_PREFIX,
       size: 32,
       p: 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn,
       b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn
@@ -31533,7 +31317,6 @@ var init_x509 = __esm({
       b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn
     };
     CURVES = [P256, P384];
-    ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
     RSA_ALG = Buffer.from("300d06092a864886f70d0101010500", "hex");
     startsWith = (buf, prefix) => buf.length >= prefix.length && buf.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
     toBigInt = (b) => BigInt(`0x${b.toString("hex")}`);
@@ -31578,7 +31361,7 @@ var init_x509 = __esm({
         if (!cert.ca)
           throw new CertificateInputError("caCertPem", "is not a CA certificate (basicConstraints CA:TRUE)");
         const caSpki = cert.publicKey.export({ type: "spki", format: "der" });
-        if (!createPublicKey3(key2).export({ type: "spki", format: "der" }).equals(caSpki)) {
+        if (!createPublicKey2(key2).export({ type: "spki", format: "der" }).equals(caSpki)) {
           throw new CertificateInputError("caKey", "does not match the CA certificate's public key");
         }
         let subject;
@@ -31616,6 +31399,224 @@ var init_x509 = __esm({
         );
         const der = assembleCertificate(tbs, await signOnPool("sha256", tbs, this.#signKey));
         return { pem: toPem(der), der, serialHex: serial.hex, notAfter: new Date(validity.notAfter) };
+      }
+    };
+  }
+});
+
+// src/server/ca/jwt.ts
+import { createPublicKey as createPublicKey3 } from "node:crypto";
+function p256PublicJwk(key2) {
+  const spki = createPublicKey3(key2).export({ type: "spki", format: "der" });
+  if (spki.length !== P256_SPKI_PREFIX.length + 64 || !spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX))
+    throw new Error("the JWT signing key must be an ECDSA P-256 key");
+  const at = P256_SPKI_PREFIX.length;
+  return {
+    kty: "EC",
+    crv: "P-256",
+    x: spki.subarray(at, at + 32).toString("base64url"),
+    y: spki.subarray(at + 32).toString("base64url")
+  };
+}
+function openIdConfiguration(publicUrl) {
+  return JSON.stringify({
+    issuer: publicUrl,
+    jwks_uri: `${publicUrl}/.well-known/jwks.json`,
+    response_types_supported: ["id_token"],
+    subject_types_supported: ["public"],
+    id_token_signing_alg_values_supported: [JWT_ALG],
+    claims_supported: ["sub", "aud", "exp", "iat", "iss", "jti", "bot_name", "join_method"]
+  });
+}
+var JWT_ALG, JwtIssuer;
+var init_jwt = __esm({
+  "src/server/ca/jwt.ts"() {
+    "use strict";
+    init_webapi();
+    init_x509();
+    JWT_ALG = "ES256";
+    JwtIssuer = class {
+      constructor(current, previous) {
+        this.current = current;
+        const keys = [current, ...previous ? [previous] : []].map((k) => ({
+          ...p256PublicJwk(k.privateKey),
+          kid: k.kid,
+          use: "sig",
+          alg: JWT_ALG
+        }));
+        this.jwksBody = JSON.stringify({ keys });
+      }
+      current;
+      jwksBody;
+      get kid() {
+        return this.current.kid;
+      }
+      /** The JWKS document, both keys during a rotation. */
+      jwks() {
+        return this.jwksBody;
+      }
+      async sign(claims, opts) {
+        return new SignJWT(claims).setProtectedHeader({ alg: JWT_ALG, kid: this.current.kid, typ: "JWT" }).setIssuer(opts.issuer).setSubject(opts.subject).setAudience(opts.audience.length === 1 ? opts.audience[0] : opts.audience).setIssuedAt(opts.issuedAt).setExpirationTime(opts.expiresAt).setJti(opts.jti).sign(this.current.privateKey);
+      }
+    };
+  }
+});
+
+// src/server/ca/ssh.ts
+import { generateKeyPairSync, randomBytes as randomBytes2 } from "node:crypto";
+function byName(a, b) {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+function secondsField(n, name2) {
+  if (n === Number.POSITIVE_INFINITY || n >= Number.MAX_SAFE_INTEGER) return SSH_CERT_FOREVER;
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`ssh certificate: ${name2} must be whole unix seconds >= 0, got ${n}`);
+  return BigInt(n);
+}
+function encodeOptions(entries, what) {
+  entries.sort((a, b) => byName(a[0], b[0]));
+  const w = new SshWriter();
+  let prev;
+  for (const [name2, value] of entries) {
+    if (name2 === "" || CONTROL_RE.test(name2) || /\s/.test(name2)) {
+      throw new Error(`ssh certificate: invalid ${what} name ${JSON.stringify(name2)}`);
+    }
+    if (name2 === prev) throw new Error(`ssh certificate: ${what} '${name2}' given twice`);
+    if (CONTROL_RE.test(value)) {
+      throw new Error(`ssh certificate: ${what} '${name2}' value contains control characters`);
+    }
+    prev = name2;
+    w.string(name2);
+    if (value === "") w.string("");
+    else w.string(new SshWriter().string(value).toBuffer());
+  }
+  return w.toBuffer();
+}
+function random(n) {
+  if (randomPos + n > randomPool.length) {
+    randomPool = randomBytes2(4096);
+    randomPos = 0;
+  }
+  const out2 = randomPool.subarray(randomPos, randomPos + n);
+  randomPos += n;
+  return out2;
+}
+var DEFAULT_USER_EXTENSIONS, CONTROL_RE, BAD_PRINCIPAL_RE, CERT_SUFFIX2, DEFAULT_USER_EXTENSIONS_BLOB, EMPTY, randomPool, randomPos, SshCertificateAuthority;
+var init_ssh2 = __esm({
+  "src/server/ca/ssh.ts"() {
+    "use strict";
+    init_ssh();
+    init_cryptopool();
+    DEFAULT_USER_EXTENSIONS = [
+      "permit-X11-forwarding",
+      "permit-agent-forwarding",
+      "permit-port-forwarding",
+      "permit-pty",
+      "permit-user-rc"
+    ];
+    CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+    BAD_PRINCIPAL_RE = /[\s,\u0000-\u001f\u007f-\u009f]/u;
+    CERT_SUFFIX2 = "-cert-v01@openssh.com";
+    DEFAULT_USER_EXTENSIONS_BLOB = encodeOptions(
+      DEFAULT_USER_EXTENSIONS.map((e) => [e, ""]),
+      "extension"
+    );
+    EMPTY = Buffer.alloc(0);
+    randomPool = EMPTY;
+    randomPos = 0;
+    SshCertificateAuthority = class _SshCertificateAuthority {
+      publicKeyBlob;
+      privateKey;
+      /** string(reserved "") string(CA blob): the constant tail of every to-be-signed body. */
+      tail;
+      constructor(privateKey) {
+        if (privateKey.type !== "private" || privateKey.asymmetricKeyType !== "ed25519") {
+          throw new Error(
+            `SSH CA: the CA key must be an Ed25519 private key, got ${privateKey.asymmetricKeyType ?? "unknown"} ${privateKey.type} key`
+          );
+        }
+        this.privateKey = privateKey;
+        this.publicKeyBlob = ed25519PublicKeyBlob(privateKey);
+        this.tail = new SshWriter().string("").string(this.publicKeyBlob).toBuffer();
+      }
+      static generate() {
+        const { privateKey } = generateKeyPairSync("ed25519");
+        return { privateKey, authority: new _SshCertificateAuthority(privateKey) };
+      }
+      /** "ssh-ed25519 AAAA... comment" for authorized_keys (cert-authority) / known_hosts (@cert-authority). */
+      publicKeyLine(comment) {
+        return publicKeyLine(this.publicKeyBlob, comment);
+      }
+      /** Signs a certificate (on the thread pool, see cryptopool.ts); returns
+       *  "<keytype>-cert-v01@openssh.com <base64> <keyId>". */
+      async sign(spec) {
+        const { type: keyType, blob: subject } = parsePublicKeyLine(spec.publicKey);
+        if (keyType.endsWith(CERT_SUFFIX2)) {
+          throw new Error(
+            `ssh certificate: publicKey is already a certificate (${keyType}); pass the plain public key`
+          );
+        }
+        let certType;
+        if (spec.certType === "user") certType = SSH_CERT_TYPE_USER;
+        else if (spec.certType === "host") certType = SSH_CERT_TYPE_HOST;
+        else
+          throw new Error(
+            `ssh certificate: certType must be "user" or "host", got ${JSON.stringify(spec.certType)}`
+          );
+        if (typeof spec.keyId !== "string" || spec.keyId === "")
+          throw new Error("ssh certificate: keyId is empty");
+        if (CONTROL_RE.test(spec.keyId)) {
+          throw new Error("ssh certificate: keyId contains control characters or newlines");
+        }
+        if (!Array.isArray(spec.principals) || spec.principals.length === 0) {
+          throw new Error("ssh certificate: principals is empty (at least one principal is required)");
+        }
+        const principals = new SshWriter();
+        for (const p of spec.principals) {
+          if (typeof p !== "string" || p === "") throw new Error("ssh certificate: a principal is empty");
+          if (BAD_PRINCIPAL_RE.test(p)) {
+            throw new Error(
+              `ssh certificate: principal ${JSON.stringify(p)} contains whitespace, a comma or control characters`
+            );
+          }
+          principals.string(p);
+        }
+        const validAfter = secondsField(spec.validAfter, "validAfter");
+        const validBefore = secondsField(spec.validBefore, "validBefore");
+        if (validBefore <= validAfter) {
+          throw new Error(
+            `ssh certificate: validBefore (${spec.validBefore}) must be after validAfter (${spec.validAfter})`
+          );
+        }
+        let serial;
+        if (spec.serial === void 0) {
+          serial = random(8).readBigUInt64BE(0) & 0x7fffffffffffffffn;
+        } else {
+          if (typeof spec.serial !== "bigint" || spec.serial < 0n || spec.serial > 0xffffffffffffffffn) {
+            throw new Error(`ssh certificate: serial must be a bigint in 0..2^64-1, got ${String(spec.serial)}`);
+          }
+          serial = spec.serial;
+        }
+        const critical = spec.criticalOptions ? Object.entries(spec.criticalOptions) : [];
+        if (critical.length > 0 && certType === SSH_CERT_TYPE_HOST) {
+          throw new Error("ssh certificate: critical options are only defined for user certificates");
+        }
+        const criticalBlob = critical.length > 0 ? encodeOptions(critical, "critical option") : EMPTY;
+        let extensionsBlob;
+        if (spec.extensions === void 0) {
+          extensionsBlob = certType === SSH_CERT_TYPE_USER ? DEFAULT_USER_EXTENSIONS_BLOB : EMPTY;
+        } else {
+          extensionsBlob = encodeOptions(
+            spec.extensions.map((e) => [e, ""]),
+            "extension"
+          );
+        }
+        const keyFields = subject.subarray(4 + subject.readUInt32BE(0));
+        const certKeyType = certTypeFor(keyType);
+        const body = new SshWriter().string(certKeyType).string(random(32)).raw(keyFields).uint64(serial).uint32(certType).string(spec.keyId).string(principals.toBuffer()).uint64(validAfter).uint64(validBefore).string(criticalBlob).string(extensionsBlob).raw(this.tail).toBuffer();
+        const sig2 = await signOnPool(null, body, this.privateKey);
+        const cert = new SshWriter().raw(body).string(new SshWriter().string("ssh-ed25519").string(sig2).toBuffer()).toBuffer();
+        return `${certKeyType} ${cert.toString("base64")} ${spec.keyId}`;
       }
     };
   }

@@ -183,7 +183,7 @@ function readKeyFields(r: SshReader, type: string, what: string): Buffer[] {
 // mutex: the main thread deadlocks (seen as an Action main step that hung with no output;
 // `node --gc-global` hangs a loop of generateKeyPairSync("ed25519") + JWK export within
 // seconds). The DER export takes no such lock (~0.1-0.2 ms more per call, once per join).
-const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+export const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 
 function afterPrefix(der: Buffer, prefix: Buffer, what: string): Buffer {

@@ -2,6 +2,7 @@
 // published with the previous key (kept through a rotation) in /.well-known/jwks.json.
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { SignJWT } from "jose";
+import { P256_SPKI_PREFIX } from "./x509.ts";
 
 export interface JwtKey {
   kid: string;
@@ -9,8 +10,6 @@ export interface JwtKey {
 }
 
 export const JWT_ALG = "ES256";
-
-const P256_SPKI_PREFIX = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex");
 
 /** The public JWK of a P-256 key, read from its SPKI DER (x and y are its last 64 bytes),
  *  not export({ format: "jwk" }), which can deadlock on a freshly generated key (see

@@ -18,6 +18,7 @@ import {
   X509Certificate,
 } from "node:crypto";
 import { isIP } from "node:net";
+import { ED25519_SPKI_PREFIX } from "../../protocol/ssh.ts";
 import { signOnPool } from "../cryptopool.ts";
 
 /** Bad caller input; `field` names the offending option, e.g. "uris[1]". */
@@ -412,9 +413,11 @@ interface Curve {
 }
 // y^2 = x^3 - 3x + b over GF(p) (FIPS 186-4 D.1.2). Both curves have cofactor 1, so a point
 // on the curve (the uncompressed encoding cannot express infinity) is a valid public key.
+/** SPKI DER of a P-256 key up to its uncompressed point's x and y (32 bytes each). */
+export const P256_SPKI_PREFIX = Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex");
 const P256: Curve = {
   name: "P-256",
-  prefix: Buffer.from("3059301306072a8648ce3d020106082a8648ce3d03010703420004", "hex"),
+  prefix: P256_SPKI_PREFIX,
   size: 32,
   p: 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn,
   b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn,
@@ -427,7 +430,6 @@ const P384: Curve = {
   b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn,
 };
 const CURVES = [P256, P384];
-const ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 const RSA_ALG = Buffer.from("300d06092a864886f70d0101010500", "hex"); // rsaEncryption, NULL
 
 const startsWith = (buf: Buffer, prefix: Buffer) =>
@@ -495,8 +497,8 @@ function checkSpki(spki: Buffer, fromKeyObject = false): SubjectKey {
       return { spki, bits: spki.subarray(c.prefix.length - 1), rsa: false, type: c.name };
     }
   }
-  if (spki.length === ED25519_PREFIX.length + 32 && startsWith(spki, ED25519_PREFIX)) {
-    return { spki, bits: spki.subarray(ED25519_PREFIX.length), rsa: false, type: "ed25519" };
+  if (spki.length === ED25519_SPKI_PREFIX.length + 32 && startsWith(spki, ED25519_SPKI_PREFIX)) {
+    return { spki, bits: spki.subarray(ED25519_SPKI_PREFIX.length), rsa: false, type: "ed25519" };
   }
   let algorithmAt = -1;
   try {
