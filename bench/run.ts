@@ -6,7 +6,7 @@
 // Rows are data (LEVELS below): a later row with other `outputs`, or a second service on
 // PostgreSQL, is one more entry with its own target.
 
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -449,10 +449,18 @@ async function main(): Promise<void> {
 }
 
 async function all(): Promise<void> {
-  await main();
-  // Two replicas on PostgreSQL against one SQLite process, in the same run (BENCH_REPLICAS=0 skips).
-  if (process.env.BENCH_REPLICAS !== "0") {
-    await runReplicaBench(); // prints its table and BENCH_REPLICAS_JSON
+  // Every temporary directory of the run (services, replicas, the Action's runner) goes
+  // under one, removed at the end.
+  const root = mkdtempSync(join(tmpdir(), "idbot-bench-"));
+  process.env.TMPDIR = root;
+  try {
+    await main();
+    // Two replicas on PostgreSQL against one SQLite process, in the same run (BENCH_REPLICAS=0 skips).
+    if (process.env.BENCH_REPLICAS !== "0") {
+      await runReplicaBench(); // prints its table and BENCH_REPLICAS_JSON
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 }
 

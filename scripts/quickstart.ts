@@ -3,7 +3,7 @@
 // token service (the real one exists only inside Actions jobs), runs the bundled Action's
 // main step as the runner would, shows the SSH certificate, then runs the post step.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runActionStep } from "../test/helpers/runner.ts";
@@ -11,6 +11,11 @@ import { MAIN, POST } from "../test/helpers/service.ts";
 import { startWorld } from "../test/helpers/world.ts";
 
 const step = (s: string) => console.log(`\n\x1b[1m== ${s}\x1b[0m`);
+
+// Everything this run writes (the service's data, the runner's directories) goes under
+// one temporary directory, removed at the end.
+const root = mkdtempSync(join(tmpdir(), "idbot-quickstart-"));
+process.env.TMPDIR = root;
 
 step("starting idbot serve (embedded SQLite store) and a loopback GitHub OIDC issuer");
 const world = await startWorld();
@@ -63,4 +68,5 @@ try {
   );
 } finally {
   await world.close();
+  rmSync(root, { recursive: true, force: true });
 }
