@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { type ActionRun, runActionStep } from "../helpers/runner.ts";
 import { IDBOT, MAIN, POST } from "../helpers/service.ts";
-import { ensureOpenSSHServer, ensureUser, type Sshd, startSshd } from "../helpers/sshd.ts";
+import { type Sshd, startSshdForIdbot } from "../helpers/sshd.ts";
 import { githubResources, startWorld, type World } from "../helpers/world.ts";
 
 const execFileP = promisify(execFile);
@@ -77,54 +77,20 @@ before(async () => {
   world = await startWorld({
     resources: (host) => githubResources(host, extraResources.replace("HOST", host)),
   });
-  const ok = await ensureOpenSSHServer();
-  if ("skip" in ok) {
-    sshSkip = ok.skip;
-    return;
-  }
-  await ensureUser(LOGIN);
-  const dir = tempDir("idbot-sshd-");
-  await execFileP("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")]);
-  await execFileP(process.execPath, [
-    IDBOT,
-    "admin",
-    "sign-host",
-    "--data-dir",
-    world.service.dataDir,
-    "--host-key",
-    join(dir, "host_key.pub"),
-    "--principals",
-    "127.0.0.1,localhost",
-  ]);
-  const userCa = await fetchText(`${world.service.url}/v1/ca/ssh-user`);
-  const { writeFileSync } = await import("node:fs");
-  writeFileSync(join(dir, "user_ca.pub"), userCa);
-  sshd = await startSshd({
-    dir,
-    trustedUserCaKeysFile: join(dir, "user_ca.pub"),
-    hostKeyFile: join(dir, "host_key"),
-    hostCertFile: join(dir, "host_key-cert.pub"),
+  const s = await startSshdForIdbot({
+    idbot: IDBOT,
+    dataDir: world.service.dataDir,
+    serviceUrl: world.service.url,
+    login: LOGIN,
   });
+  if ("skip" in s) sshSkip = s.skip;
+  else sshd = s;
 });
 
 after(async () => {
   await sshd?.stop();
   await world?.close();
 });
-
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    request(url, (res) => {
-      let b = "";
-      res.on("data", (d) => {
-        b += d;
-      });
-      res.on("end", () => resolve(b));
-    })
-      .on("error", reject)
-      .end();
-  });
-}
 
 describe("the Action's main and post steps", () => {
   test("joins, writes the identity, ssh logs into a real sshd, openssl verifies, post removes everything", async (t) => {

@@ -26,7 +26,7 @@ import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from "jose";
 import { parseCertificateLine } from "../../src/protocol/ssh.ts";
 import { runActionStep } from "../helpers/runner.ts";
 import { IDBOT, MAIN, POST } from "../helpers/service.ts";
-import { ensureOpenSSHServer, ensureUser, type Sshd, startSshd } from "../helpers/sshd.ts";
+import { type Sshd, startSshdForIdbot } from "../helpers/sshd.ts";
 import { createTestTlsCA } from "../helpers/testca.ts";
 import { githubResources, startWorld, type World } from "../helpers/world.ts";
 
@@ -216,32 +216,14 @@ before(async () => {
   world = await startWorld({
     resources: (host) => githubResources(host, extraResources(caPem).replace("HOST", host)),
   });
-  const ok = await ensureOpenSSHServer();
-  if ("skip" in ok) {
-    sshSkip = ok.skip;
-    return;
-  }
-  await ensureUser(LOGIN);
-  const dir = tempDir("idbot-sshd-");
-  await execFileP("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")]);
-  await execFileP(process.execPath, [
-    IDBOT,
-    "admin",
-    "sign-host",
-    "--data-dir",
-    world.service.dataDir,
-    "--host-key",
-    join(dir, "host_key.pub"),
-    "--principals",
-    "127.0.0.1,localhost",
-  ]);
-  writeFileSync(join(dir, "user_ca.pub"), await (await fetch(`${world.service.url}/v1/ca/ssh-user`)).text());
-  sshd = await startSshd({
-    dir,
-    trustedUserCaKeysFile: join(dir, "user_ca.pub"),
-    hostKeyFile: join(dir, "host_key"),
-    hostCertFile: join(dir, "host_key-cert.pub"),
+  const s = await startSshdForIdbot({
+    idbot: IDBOT,
+    dataDir: world.service.dataDir,
+    serviceUrl: world.service.url,
+    login: LOGIN,
   });
+  if ("skip" in s) sshSkip = s.skip;
+  else sshd = s;
 });
 
 after(async () => {

@@ -1,8 +1,9 @@
 // A real OpenSSH sshd on loopback that trusts a user CA (TrustedUserCAKeys) and nothing else.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { constants } from "node:fs";
-import { access, chmod, mkdir, writeFile } from "node:fs/promises";
+import { access, chmod, mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -258,4 +259,41 @@ export async function startSshd(opts: StartSshdOptions): Promise<Sshd> {
     }
   }
   throw new Error(`sshd could not bind a loopback port after 5 attempts.\n--- sshd logs ---\n${lastLogs}`);
+}
+
+/**
+ * A real sshd on loopback for the e2e tests, set up as an operator would against a running
+ * idbot service: a host key certified by `idbot admin sign-host` (127.0.0.1, localhost),
+ * the service's user CA as TrustedUserCAKeys, and `login` as a local user. Returns
+ * { skip } when OpenSSH cannot be had here (a failure under CI=true, see ensureOpenSSHServer).
+ */
+export async function startSshdForIdbot(opts: {
+  idbot: string;
+  dataDir: string;
+  serviceUrl: string;
+  login: string;
+}): Promise<Sshd | { skip: string }> {
+  const ok = await ensureOpenSSHServer();
+  if ("skip" in ok) return ok;
+  await ensureUser(opts.login);
+  const dir = await mkdtemp(join(tmpdir(), "idbot-sshd-"));
+  await execFileP("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "host_key")]);
+  await execFileP(process.execPath, [
+    opts.idbot,
+    "admin",
+    "sign-host",
+    "--data-dir",
+    opts.dataDir,
+    "--host-key",
+    join(dir, "host_key.pub"),
+    "--principals",
+    "127.0.0.1,localhost",
+  ]);
+  await writeFile(join(dir, "user_ca.pub"), await (await fetch(`${opts.serviceUrl}/v1/ca/ssh-user`)).text());
+  return startSshd({
+    dir,
+    trustedUserCaKeysFile: join(dir, "user_ca.pub"),
+    hostKeyFile: join(dir, "host_key"),
+    hostCertFile: join(dir, "host_key-cert.pub"),
+  });
 }
