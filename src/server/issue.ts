@@ -176,7 +176,6 @@ export async function issueCredentials(
   const sshKeyId = `bot=${botName},${subject.description},instance=${instanceId}`;
   const hostKeyId = hostNames ? `host=${hostNames[0]},bot=${botName},instance=${instanceId}` : "";
   const spiffeId = spiffe ? `spiffe://${ctx.trustDomain}${spiffe.path}` : undefined;
-  // Every signature of this join starts at once: they run on the thread pool (cryptopool.ts).
   const [tls, sshCert, kubeCert, dbCert, spiffeCert, jwtToken, hostCert] = await Promise.all([
     x509(a.tls, { commonName: botName, uris: [instanceUri(instanceId, generation)] }),
     logins.length > 0

@@ -1,6 +1,6 @@
 // SSH certificate authority: signs OpenSSH user and host certificates (PROTOCOL.certkeys)
 // with an Ed25519 CA key, using node:crypto only.
-import { generateKeyPairSync, type KeyObject, randomBytes } from "node:crypto";
+import { generateKeyPairSync, type KeyObject, randomBytes, sign } from "node:crypto";
 import {
   certTypeFor,
   ed25519PublicKeyBlob,
@@ -11,7 +11,6 @@ import {
   SSH_CERT_TYPE_USER,
   SshWriter,
 } from "../../protocol/ssh.ts";
-import { signOnPool } from "../cryptopool.ts";
 
 export interface SshCertSpec {
   /** OpenSSH public key line of the subject (ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa). */
@@ -126,8 +125,8 @@ export class SshCertificateAuthority {
     return publicKeyLine(this.publicKeyBlob, comment);
   }
 
-  /** Signs a certificate (on the thread pool, see cryptopool.ts); returns
-   *  "<keytype>-cert-v01@openssh.com <base64> <keyId>". */
+  /** Signs a certificate; returns "<keytype>-cert-v01@openssh.com <base64> <keyId>".
+   *  Async, as every CA's signing is, so a CA key held by a KMS or HSM can slot in. */
   async sign(spec: SshCertSpec): Promise<string> {
     const { type: keyType, blob: subject } = parsePublicKeyLine(spec.publicKey);
     if (keyType.endsWith(CERT_SUFFIX)) {
@@ -215,7 +214,7 @@ export class SshCertificateAuthority {
       .string(extensionsBlob)
       .raw(this.tail)
       .toBuffer();
-    const sig = await signOnPool(null, body, this.privateKey);
+    const sig = sign(null, body, this.privateKey);
     const cert = new SshWriter()
       .raw(body)
       .string(new SshWriter().string("ssh-ed25519").string(sig).toBuffer())

@@ -19,7 +19,6 @@ import {
 } from "node:crypto";
 import { isIP } from "node:net";
 import { ED25519_SPKI_PREFIX } from "../../protocol/ssh.ts";
-import { signOnPool } from "../cryptopool.ts";
 
 /** Bad caller input; `field` names the offending option, e.g. "uris[1]". */
 export class CertificateInputError extends Error {
@@ -789,7 +788,7 @@ export class X509Issuer {
     this.#aki = akiExtension(caKeyId ?? keyIdentifier(spkiKeyBits(caSpki)));
   }
 
-  /** Signs on the thread pool (see cryptopool.ts); everything else runs before it, here. */
+  /** Async, as every CA's signing is, so a CA key held by a KMS or HSM can slot in. */
   async issue(opts: LeafOptions): Promise<IssuedCertificate> {
     // All input is validated before the signature, the only expensive step.
     const validity = encodeValidity(opts.notBefore, opts.notAfter);
@@ -814,7 +813,7 @@ export class X509Issuer {
       key.spki,
       tlv(ctxCons(3), extensions),
     );
-    const der = assembleCertificate(tbs, await signOnPool("sha256", tbs, this.#signKey));
+    const der = assembleCertificate(tbs, nodeCrypto.sign("sha256", tbs, this.#signKey));
     return { pem: toPem(der), der, serialHex: serial.hex, notAfter: new Date(validity.notAfter) };
   }
 }

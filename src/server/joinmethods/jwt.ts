@@ -1,11 +1,10 @@
 // Strict verification of a platform-signed OIDC token (GitHub, later GitLab and generic
 // OIDC): signature against the issuer's JWKS, an alg allow-list, iss, aud, exp/nbf/iat with
 // bounded leeway. Replay (jti) is checked by the store when the join commits.
-import { KeyObject } from "node:crypto";
+import { KeyObject, verify } from "node:crypto";
 import * as jose from "jose";
 import { z } from "zod";
 import { isLoopbackHost } from "../../protocol/net.ts";
-import { verifyOnPool } from "../cryptopool.ts";
 import { denied, JoinError } from "./errors.ts";
 
 /** A JWKS given inline in a token resource, for issuers the service cannot reach. */
@@ -167,8 +166,8 @@ const B64URL = /^[A-Za-z0-9_-]*$/;
 const NONE_HEADER = "eyJhbGciOiJub25lIn0";
 
 /**
- * jose.jwtVerify, with the signature checked by node:crypto on the thread pool instead of
- * WebCrypto (27-60 µs of OpenSSL against 165-300 µs here, and off the event loop). jose still does everything else: the JWKS (fetching,
+ * jose.jwtVerify, with the signature checked by node:crypto instead of WebCrypto (27-60 µs
+ * of OpenSSL against 165-300 µs here). jose still does everything else: the JWKS (fetching,
  * caching, refetching on an unknown kid, choosing the key by kid and alg, importing it) and
  * the claim checks (UnsecuredJWT.decode runs the same validateClaimsSet as jwtVerify, after
  * the signature is verified here). Errors are jose's own classes, so mapJoseError applies.
@@ -193,9 +192,8 @@ async function verifyCompactJwt(
   try {
     ok =
       alg === "ES256"
-        ? sig.length === 64 &&
-          (await verifyOnPool("sha256", signingInput, { key, dsaEncoding: "ieee-p1363" }, sig))
-        : await verifyOnPool("sha256", signingInput, key, sig);
+        ? sig.length === 64 && verify("sha256", signingInput, { key, dsaEncoding: "ieee-p1363" }, sig)
+        : verify("sha256", signingInput, key, sig);
   } catch (cause) {
     throw new jose.errors.JWSSignatureVerificationFailed(undefined, { cause });
   }
