@@ -24928,8 +24928,8 @@ var require_int2 = __commonJS({
     var stringifyNumber = require_stringifyNumber();
     var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
     function intResolve(str3, offset, radix, { intAsBigInt }) {
-      const sign5 = str3[0];
-      if (sign5 === "-" || sign5 === "+")
+      const sign6 = str3[0];
+      if (sign6 === "-" || sign6 === "+")
         offset += 1;
       str3 = str3.substring(offset).replace(/_/g, "");
       if (intAsBigInt) {
@@ -24945,10 +24945,10 @@ var require_int2 = __commonJS({
             break;
         }
         const n2 = BigInt(str3);
-        return sign5 === "-" ? BigInt(-1) * n2 : n2;
+        return sign6 === "-" ? BigInt(-1) * n2 : n2;
       }
       const n = parseInt(str3, radix);
-      return sign5 === "-" ? -1 * n : n;
+      return sign6 === "-" ? -1 * n : n;
     }
     function intStringify(node2, radix, prefix) {
       const { value } = node2;
@@ -25095,11 +25095,11 @@ var require_timestamp = __commonJS({
     "use strict";
     var stringifyNumber = require_stringifyNumber();
     function parseSexagesimal(str3, asBigInt) {
-      const sign5 = str3[0];
-      const parts = sign5 === "-" || sign5 === "+" ? str3.substring(1) : str3;
+      const sign6 = str3[0];
+      const parts = sign6 === "-" || sign6 === "+" ? str3.substring(1) : str3;
       const num = (n) => asBigInt ? BigInt(n) : Number(n);
       const res = parts.replace(/_/g, "").split(":").reduce((res2, p) => res2 * num(60) + num(p), num(0));
-      return sign5 === "-" ? num(-1) * res : res;
+      return sign6 === "-" ? num(-1) * res : res;
     }
     function stringifySexagesimal(node2) {
       let { value } = node2;
@@ -25108,9 +25108,9 @@ var require_timestamp = __commonJS({
         num = (n) => BigInt(n);
       else if (isNaN(value) || !isFinite(value))
         return stringifyNumber.stringifyNumber(node2);
-      let sign5 = "";
+      let sign6 = "";
       if (value < 0) {
-        sign5 = "-";
+        sign6 = "-";
         value *= num(-1);
       }
       const _60 = num(60);
@@ -25125,7 +25125,7 @@ var require_timestamp = __commonJS({
           parts.unshift(value);
         }
       }
-      return sign5 + parts.map((n) => String(n).padStart(2, "0")).join(":").replace(/000000\d*$/, "");
+      return sign6 + parts.map((n) => String(n).padStart(2, "0")).join(":").replace(/000000\d*$/, "");
     }
     var intTime = {
       identify: (value) => typeof value === "bigint" || Number.isInteger(value),
@@ -30773,24 +30773,6 @@ var init_ssh = __esm({
   }
 });
 
-// src/server/cryptopool.ts
-import { sign, verify } from "node:crypto";
-function signOnPool(algorithm, data, key2) {
-  return new Promise(
-    (resolve8, reject) => sign(algorithm, data, key2, (err, signature) => err ? reject(err) : resolve8(signature))
-  );
-}
-function verifyOnPool(algorithm, data, key2, signature) {
-  return new Promise(
-    (resolve8, reject) => verify(algorithm, data, key2, signature, (err, ok) => err ? reject(err) : resolve8(ok))
-  );
-}
-var init_cryptopool = __esm({
-  "src/server/cryptopool.ts"() {
-    "use strict";
-  }
-});
-
 // src/server/ca/x509.ts
 import * as nodeCrypto from "node:crypto";
 import {
@@ -31240,7 +31222,6 @@ var init_x509 = __esm({
   "src/server/ca/x509.ts"() {
     "use strict";
     init_ssh();
-    init_cryptopool();
     CertificateInputError = class extends Error {
       name = "CertificateInputError";
       field;
@@ -31376,7 +31357,7 @@ var init_x509 = __esm({
         this.#algAndIssuer = Buffer.concat([SIG_ALG, subject]);
         this.#aki = akiExtension(caKeyId ?? keyIdentifier(spkiKeyBits(caSpki)));
       }
-      /** Signs on the thread pool (see cryptopool.ts); everything else runs before it, here. */
+      /** Async, as every CA's signing is, so a CA key held by a KMS or HSM can slot in. */
       async issue(opts) {
         const validity = encodeValidity(opts.notBefore, opts.notAfter);
         const eku = ekuExtension(opts.extKeyUsage);
@@ -31397,7 +31378,7 @@ var init_x509 = __esm({
           key2.spki,
           tlv(ctxCons(3), extensions)
         );
-        const der = assembleCertificate(tbs, await signOnPool("sha256", tbs, this.#signKey));
+        const der = assembleCertificate(tbs, nodeCrypto.sign("sha256", tbs, this.#signKey));
         return { pem: toPem(der), der, serialHex: serial.hex, notAfter: new Date(validity.notAfter) };
       }
     };
@@ -31463,7 +31444,7 @@ var init_jwt = __esm({
 });
 
 // src/server/ca/ssh.ts
-import { generateKeyPairSync, randomBytes as randomBytes2 } from "node:crypto";
+import { generateKeyPairSync, randomBytes as randomBytes2, sign as sign3 } from "node:crypto";
 function byName(a, b) {
   return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }
@@ -31506,7 +31487,6 @@ var init_ssh2 = __esm({
   "src/server/ca/ssh.ts"() {
     "use strict";
     init_ssh();
-    init_cryptopool();
     DEFAULT_USER_EXTENSIONS = [
       "permit-X11-forwarding",
       "permit-agent-forwarding",
@@ -31547,8 +31527,8 @@ var init_ssh2 = __esm({
       publicKeyLine(comment) {
         return publicKeyLine(this.publicKeyBlob, comment);
       }
-      /** Signs a certificate (on the thread pool, see cryptopool.ts); returns
-       *  "<keytype>-cert-v01@openssh.com <base64> <keyId>". */
+      /** Signs a certificate; returns "<keytype>-cert-v01@openssh.com <base64> <keyId>".
+       *  Async, as every CA's signing is, so a CA key held by a KMS or HSM can slot in. */
       async sign(spec) {
         const { type: keyType, blob: subject } = parsePublicKeyLine(spec.publicKey);
         if (keyType.endsWith(CERT_SUFFIX2)) {
@@ -31614,7 +31594,7 @@ var init_ssh2 = __esm({
         const keyFields = subject.subarray(4 + subject.readUInt32BE(0));
         const certKeyType = certTypeFor(keyType);
         const body = new SshWriter().string(certKeyType).string(random(32)).raw(keyFields).uint64(serial).uint32(certType).string(spec.keyId).string(principals.toBuffer()).uint64(validAfter).uint64(validBefore).string(criticalBlob).string(extensionsBlob).raw(this.tail).toBuffer();
-        const sig2 = await signOnPool(null, body, this.privateKey);
+        const sig2 = sign3(null, body, this.privateKey);
         const cert = new SshWriter().raw(body).string(new SshWriter().string("ssh-ed25519").string(sig2).toBuffer()).toBuffer();
         return `${certKeyType} ${cert.toString("base64")} ${spec.keyId}`;
       }
@@ -31812,7 +31792,7 @@ __export(jwt_exports, {
   staticJwks: () => staticJwks,
   verifyIdToken: () => verifyIdToken
 });
-import { KeyObject as KeyObject2 } from "node:crypto";
+import { KeyObject as KeyObject2, verify } from "node:crypto";
 function checkKeyUrl(raw, what) {
   const u = new URL(raw);
   if (u.protocol === "https:" || u.protocol === "http:" && isLoopbackHost(u.hostname)) return raw;
@@ -31873,7 +31853,7 @@ async function verifyCompactJwt(token, header2, alg, opts) {
   const signingInput = Buffer.from(token.slice(0, protectedHeader.length + 1 + payload.length), "latin1");
   let ok = false;
   try {
-    ok = alg === "ES256" ? sig2.length === 64 && await verifyOnPool("sha256", signingInput, { key: key2, dsaEncoding: "ieee-p1363" }, sig2) : await verifyOnPool("sha256", signingInput, key2, sig2);
+    ok = alg === "ES256" ? sig2.length === 64 && verify("sha256", signingInput, { key: key2, dsaEncoding: "ieee-p1363" }, sig2) : verify("sha256", signingInput, key2, sig2);
   } catch (cause) {
     throw new errors_exports2.JWSSignatureVerificationFailed(void 0, { cause });
   }
@@ -31986,7 +31966,6 @@ var init_jwt2 = __esm({
     init_webapi();
     init_zod();
     init_net();
-    init_cryptopool();
     init_errors4();
     staticJwks = external_exports.string().refine(
       (s) => {
@@ -35239,6 +35218,7 @@ var init_crypto = __esm({
 });
 
 // src/server/store/rows.ts
+import { createHash as createHash11 } from "node:crypto";
 function rowToCA(r) {
   return {
     name: r.name,
@@ -35323,6 +35303,32 @@ function auditValues(e) {
     e.data ? JSON.stringify(e.data) : null
   ];
 }
+function pushCapped(json2, item, max = 10) {
+  const list3 = (json2 ? JSON.parse(json2) : []).concat(item);
+  return JSON.stringify(list3.slice(-max));
+}
+function renewKeysHash(publicKeys) {
+  return createHash11("sha256").update(`${publicKeys.ssh}
+${publicKeys.tls}`).digest("base64url");
+}
+function renewStep(inst, presented, keysHash) {
+  if (presented === inst.generation) return { kind: "advance", generation: presented + 1 };
+  const last = inst.authentications?.at(-1);
+  if (presented === inst.generation - 1 && last !== void 0 && last.kind.startsWith("renew") && last.generation === inst.generation && last.keys === keysHash) {
+    return { kind: "repeat", generation: inst.generation };
+  }
+  return {
+    kind: "lock",
+    reason: `certificate generation ${presented} presented, current is ${inst.generation}: the identity was copied`
+  };
+}
+function renewEvents(step, events) {
+  if (step.kind === "lock")
+    return events.map((e) => ({ ...e, type: "instance.locked", reason: step.reason }));
+  if (step.kind === "repeat")
+    return events.map((e) => e.type === "renew.success" ? { ...e, type: "renew.retry" } : e);
+  return events;
+}
 var opt;
 var init_rows = __esm({
   "src/server/store/rows.ts"() {
@@ -35379,10 +35385,6 @@ function auditInsert(events, offset) {
     text: `INSERT INTO audit (time, type, bot_name, token_name, instance_id, join_method, remote_addr, reason, data) VALUES ${tuples.join(", ")}`,
     values: values2
   };
-}
-function pushCapped(json2, item, max = 10) {
-  const list3 = (json2 ? JSON.parse(json2) : []).concat(item);
-  return JSON.stringify(list3.slice(-max));
 }
 function describeUrl(url2) {
   try {
@@ -35850,17 +35852,14 @@ var init_postgres = __esm({
           if (!row) return { ok: false, reason: "unknown" };
           const inst = rowToInstance(row);
           if (inst.lockedReason) return { ok: false, reason: "locked", instance: inst };
-          if (r.presented !== inst.generation) {
-            const reason = `certificate generation ${r.presented} presented, current is ${inst.generation}: the identity was copied`;
+          const step = renewStep(inst, r.presented, r.keysHash);
+          if (step.kind === "lock") {
+            const reason = step.reason;
             await c.query("UPDATE bot_instances SET locked_reason = $1 WHERE id = $2", [reason, r.id]);
-            if (r.events.length > 0)
-              await this.insertEvents(
-                c,
-                r.events.map((e) => ({ ...e, type: "instance.locked", reason }))
-              );
+            if (r.events.length > 0) await this.insertEvents(c, renewEvents(step, r.events));
             return { ok: false, reason: "stale_generation", instance: { ...inst, lockedReason: reason } };
           }
-          const generation = inst.generation + 1;
+          const generation = step.generation;
           await c.query(
             "UPDATE bot_instances SET generation = $1, expires_at = $2, authentications = $3, heartbeats = $4 WHERE id = $5",
             [
@@ -35868,16 +35867,22 @@ var init_postgres = __esm({
               r.expiresAt,
               pushCapped(row.authentications, {
                 time: r.now,
-                kind: "renew",
+                kind: step.kind === "repeat" ? "renew_retry" : "renew",
                 remoteAddr: r.remoteAddr,
-                generation
+                generation,
+                keys: r.keysHash
               }),
               r.heartbeat ? pushCapped(row.heartbeats, r.heartbeat) : row.heartbeats,
               r.id
             ]
           );
-          if (r.events.length > 0) await this.insertEvents(c, r.events);
-          return { ok: true, generation, instance: { ...inst, generation, expiresAt: r.expiresAt } };
+          if (r.events.length > 0) await this.insertEvents(c, renewEvents(step, r.events));
+          return {
+            ok: true,
+            generation,
+            instance: { ...inst, generation, expiresAt: r.expiresAt },
+            repeated: step.kind === "repeat"
+          };
         });
       }
       async createJoinToken(t) {
@@ -36024,10 +36029,6 @@ import { closeSync, constants, lstatSync, mkdirSync, openSync } from "node:fs";
 import { createRequire as createRequire2 } from "node:module";
 import { join as join2 } from "node:path";
 import { Worker } from "node:worker_threads";
-function pushCapped2(json2, item, max = 10) {
-  const list3 = (json2 ? JSON.parse(json2) : []).concat(item);
-  return JSON.stringify(list3.slice(-max));
-}
 function openSqliteStore(dataDir, options = {}) {
   try {
     mkdirSync(dataDir, { recursive: true, mode: 448 });
@@ -36469,29 +36470,36 @@ timer = setTimeout(pass, workerData.intervalMs, false);
           if (!row) return { ok: false, reason: "unknown" };
           const inst = rowToInstance(row);
           if (inst.lockedReason) return { ok: false, reason: "locked", instance: inst };
-          if (r.presented !== inst.generation) {
-            const reason = `certificate generation ${r.presented} presented, current is ${inst.generation}: the identity was copied`;
+          const step = renewStep(inst, r.presented, r.keysHash);
+          if (step.kind === "lock") {
+            const reason = step.reason;
             this.db.prepare("UPDATE bot_instances SET locked_reason = ? WHERE id = ?").run(reason, r.id);
-            this.insertEvents(r.events.map((e) => ({ ...e, type: "instance.locked", reason })));
+            this.insertEvents(renewEvents(step, r.events));
             return { ok: false, reason: "stale_generation", instance: { ...inst, lockedReason: reason } };
           }
-          const generation = inst.generation + 1;
+          const generation = step.generation;
           this.db.prepare(
             "UPDATE bot_instances SET generation = ?, expires_at = ?, authentications = ?, heartbeats = ? WHERE id = ?"
           ).run(
             generation,
             r.expiresAt,
-            pushCapped2(row.authentications, {
+            pushCapped(row.authentications, {
               time: r.now,
-              kind: "renew",
+              kind: step.kind === "repeat" ? "renew_retry" : "renew",
               remoteAddr: r.remoteAddr,
-              generation
+              generation,
+              keys: r.keysHash
             }),
-            r.heartbeat ? pushCapped2(row.heartbeats, r.heartbeat) : row.heartbeats,
+            r.heartbeat ? pushCapped(row.heartbeats, r.heartbeat) : row.heartbeats,
             r.id
           );
-          this.insertEvents(r.events);
-          return { ok: true, generation, instance: { ...inst, generation, expiresAt: r.expiresAt } };
+          this.insertEvents(renewEvents(step, r.events));
+          return {
+            ok: true,
+            generation,
+            instance: { ...inst, generation, expiresAt: r.expiresAt },
+            repeated: step.kind === "repeat"
+          };
         }).immediate();
       }
       async createJoinToken(t) {
@@ -37354,6 +37362,110 @@ var init_audit = __esm({
   }
 });
 
+// node_modules/uuid/dist-node/stringify.js
+function unsafeStringify(arr, offset = 0) {
+  return (byteToHex[arr[offset + 0]] + byteToHex[arr[offset + 1]] + byteToHex[arr[offset + 2]] + byteToHex[arr[offset + 3]] + "-" + byteToHex[arr[offset + 4]] + byteToHex[arr[offset + 5]] + "-" + byteToHex[arr[offset + 6]] + byteToHex[arr[offset + 7]] + "-" + byteToHex[arr[offset + 8]] + byteToHex[arr[offset + 9]] + "-" + byteToHex[arr[offset + 10]] + byteToHex[arr[offset + 11]] + byteToHex[arr[offset + 12]] + byteToHex[arr[offset + 13]] + byteToHex[arr[offset + 14]] + byteToHex[arr[offset + 15]]).toLowerCase();
+}
+var byteToHex;
+var init_stringify = __esm({
+  "node_modules/uuid/dist-node/stringify.js"() {
+    byteToHex = [];
+    for (let i = 0; i < 256; ++i) {
+      byteToHex.push((i + 256).toString(16).slice(1));
+    }
+  }
+});
+
+// node_modules/uuid/dist-node/rng.js
+function rng() {
+  return crypto.getRandomValues(rnds8);
+}
+var rnds8;
+var init_rng = __esm({
+  "node_modules/uuid/dist-node/rng.js"() {
+    rnds8 = new Uint8Array(16);
+  }
+});
+
+// node_modules/uuid/dist-node/v7.js
+function v7(options, buf, offset) {
+  let bytes;
+  if (options) {
+    bytes = v7Bytes(options.random ?? options.rng?.() ?? rng(), options.msecs, options.seq, buf, offset);
+  } else {
+    const now = Date.now();
+    const rnds = rng();
+    updateV7State(_state, now, rnds);
+    bytes = v7Bytes(rnds, _state.msecs, _state.seq, buf, offset);
+  }
+  return buf ?? unsafeStringify(bytes);
+}
+function updateV7State(state, now, rnds) {
+  state.msecs ??= -Infinity;
+  state.seq ??= 0;
+  if (now > state.msecs) {
+    state.seq = v7Sequence(rnds);
+    state.msecs = now;
+  } else {
+    state.seq = state.seq + 1 | 0;
+    if (state.seq === 0) {
+      state.msecs++;
+    }
+  }
+  return state;
+}
+function v7Bytes(rnds, msecs, seq, buf, offset = 0) {
+  if (rnds.length < 16) {
+    throw new Error("Random bytes length must be >= 16");
+  }
+  if (!buf) {
+    buf = new Uint8Array(16);
+    offset = 0;
+  } else {
+    if (offset < 0 || offset + 16 > buf.length) {
+      throw new RangeError(`UUID byte range ${offset}:${offset + 15} is out of buffer bounds`);
+    }
+  }
+  msecs ??= Date.now();
+  seq ??= v7Sequence(rnds);
+  buf[offset++] = msecs / 1099511627776 & 255;
+  buf[offset++] = msecs / 4294967296 & 255;
+  buf[offset++] = msecs / 16777216 & 255;
+  buf[offset++] = msecs / 65536 & 255;
+  buf[offset++] = msecs / 256 & 255;
+  buf[offset++] = msecs & 255;
+  buf[offset++] = 112 | seq >>> 28 & 15;
+  buf[offset++] = seq >>> 20 & 255;
+  buf[offset++] = 128 | seq >>> 14 & 63;
+  buf[offset++] = seq >>> 6 & 255;
+  buf[offset++] = seq << 2 & 255 | rnds[10] & 3;
+  buf[offset++] = rnds[11];
+  buf[offset++] = rnds[12];
+  buf[offset++] = rnds[13];
+  buf[offset++] = rnds[14];
+  buf[offset++] = rnds[15];
+  return buf;
+}
+function v7Sequence(rnds) {
+  return (rnds[6] & 127) << 24 | rnds[7] << 16 | rnds[8] << 8 | rnds[9];
+}
+var _state, v7_default;
+var init_v7 = __esm({
+  "node_modules/uuid/dist-node/v7.js"() {
+    init_rng();
+    init_stringify();
+    _state = {};
+    v7_default = v7;
+  }
+});
+
+// node_modules/uuid/dist-node/index.js
+var init_dist_node = __esm({
+  "node_modules/uuid/dist-node/index.js"() {
+    init_v7();
+  }
+});
+
 // src/server/policy/policy.ts
 function grantsFor(set2, botName) {
   const bot = set2.bots.get(botName);
@@ -37703,7 +37815,7 @@ var init_issue = __esm({
 });
 
 // src/server/join.ts
-import { createHash as createHash13, randomUUID as randomUUID4 } from "node:crypto";
+import { createHash as createHash14 } from "node:crypto";
 async function audited(ctx2, base2, type, work) {
   try {
     return await work();
@@ -37722,7 +37834,7 @@ async function audited(ctx2, base2, type, work) {
 }
 async function handleJoin(req, meta3, ctx2) {
   const now = ctx2.now?.() ?? /* @__PURE__ */ new Date();
-  const tokenLabel = req.join_method === "token" ? `secret:${createHash13("sha256").update(req.token).digest("hex").slice(0, 12)}` : req.token;
+  const tokenLabel = req.join_method === "token" ? `secret:${createHash14("sha256").update(req.token).digest("hex").slice(0, 12)}` : req.token;
   const base2 = {
     time: now.toISOString(),
     tokenName: tokenLabel,
@@ -37791,7 +37903,7 @@ async function join12(req, ctx2, now, base2) {
   const set2 = ctx2.resources();
   const proof = await prove(req, ctx2, set2, now);
   const grants = grantsFor(set2, proof.botName);
-  const instanceId = randomUUID4();
+  const instanceId = v7_default();
   const issued = await issueCredentials(
     ctx2,
     set2,
@@ -37879,6 +37991,7 @@ async function handleChallenge(tokenName, meta3, ctx2) {
 var init_join2 = __esm({
   "src/server/join.ts"() {
     "use strict";
+    init_dist_node();
     init_ssh();
     init_issue();
     init_boundkeypair();
@@ -37972,6 +38085,7 @@ async function handleRenew(req, meta3, ctx2) {
     const r = await ctx2.store.renewInstance({
       id: instance.id,
       presented: req.generation,
+      keysHash: renewKeysHash(req.public_keys),
       now: now.toISOString(),
       expiresAt: issued.expiresAt,
       remoteAddr: meta3.remoteAddr,
@@ -37993,7 +38107,7 @@ async function handleRenew(req, meta3, ctx2) {
       }
       throw denied(r.reason === "locked" ? "this bot instance is locked" : "this bot instance is unknown");
     }
-    ctx2.audit.logged(events);
+    ctx2.audit.logged(r.repeated ? renewEvents({ kind: "repeat", generation }, events) : events);
     return issued.response;
   });
 }
@@ -38006,12 +38120,13 @@ var init_renew = __esm({
     init_join2();
     init_errors4();
     init_policy();
+    init_rows();
     CLOCK_SKEW_SECONDS = 60;
   }
 });
 
 // src/server/http.ts
-import { randomUUID as randomUUID5, X509Certificate as X509Certificate5 } from "node:crypto";
+import { randomUUID as randomUUID4, X509Certificate as X509Certificate5 } from "node:crypto";
 function send(res, status, body, type, extra) {
   res.writeHead(status, {
     "content-type": type,
@@ -38048,7 +38163,7 @@ function createHandler(ctx2) {
     const started = performance.now();
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     const given = req.headers["x-request-id"];
-    const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID5();
+    const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID4();
     res.setHeader("x-request-id", requestId);
     const meta3 = { remoteAddr: req.socket.remoteAddress, requestId };
     let route2 = "other";
@@ -40034,7 +40149,7 @@ async function readJoinRecord(dir) {
 
 // src/client/renew.ts
 init_join();
-import { createPrivateKey as createPrivateKey2, sign as sign3, X509Certificate as X509Certificate3 } from "node:crypto";
+import { createPrivateKey as createPrivateKey2, sign as sign4, X509Certificate as X509Certificate3 } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { hostname as hostname3 } from "node:os";
 import { join as join5 } from "node:path";
@@ -40067,7 +40182,7 @@ async function renewProof(dir) {
   return async (_attempt, publicKeys) => {
     const timestamp = Math.floor(Date.now() / 1e3);
     const data = renewSigningInput(cur.instanceId, cur.generation, timestamp, publicKeys);
-    const signature = key2.asymmetricKeyType === "ed25519" ? sign3(null, data, key2) : sign3("sha256", data, key2);
+    const signature = key2.asymmetricKeyType === "ed25519" ? sign4(null, data, key2) : sign4("sha256", data, key2);
     return {
       bot_instance_id: cur.instanceId,
       generation: cur.generation,
@@ -40484,11 +40599,11 @@ function checkSameFiles(dir, listed, files) {
 
 // src/client/sources/azure.ts
 init_join();
-import { createHash as createHash12 } from "node:crypto";
+import { createHash as createHash13 } from "node:crypto";
 
 // src/client/sources/iam.ts
 init_net();
-import { createHash as createHash11, createHmac, randomBytes as randomBytes8 } from "node:crypto";
+import { createHash as createHash12, createHmac, randomBytes as randomBytes8 } from "node:crypto";
 import { request as httpRequest2 } from "node:http";
 import { request as httpsRequest4 } from "node:https";
 import { isIP as isIP5 } from "node:net";
@@ -40497,7 +40612,7 @@ var AUDIENCE_HEADER2 = "x-idbot-audience";
 var NONCE_HEADER = "x-idbot-nonce";
 var DEFAULT_IMDS = "http://169.254.169.254";
 var IMDS_TIMEOUT_MS = 2e3;
-var sha256Hex = (s) => createHash11("sha256").update(s, "utf8").digest("hex");
+var sha256Hex = (s) => createHash12("sha256").update(s, "utf8").digest("hex");
 var hmac2 = (key2, s) => createHmac("sha256", key2).update(s, "utf8").digest();
 function amzDate(now) {
   return now.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
@@ -40688,7 +40803,7 @@ function iamProofSource(opts) {
 var DEFAULT_IMDS2 = "http://169.254.169.254";
 var IMDS_TIMEOUT_MS2 = 5e3;
 function imdsNonce2(challengeNonce) {
-  return createHash12("sha256").update(challengeNonce, "utf8").digest("hex").slice(0, 32);
+  return createHash13("sha256").update(challengeNonce, "utf8").digest("hex").slice(0, 32);
 }
 var retryable = (message2) => Object.assign(new Error(message2), { retryable: true });
 async function challenge(opts) {
@@ -41016,7 +41131,7 @@ function actionsIdTokenSource(audience, env = process.env) {
 init_join();
 init_ssh();
 init_files();
-import { createPrivateKey as createPrivateKey3, createPublicKey as createPublicKey5, generateKeyPairSync as generateKeyPairSync4, sign as sign4 } from "node:crypto";
+import { createPrivateKey as createPrivateKey3, createPublicKey as createPublicKey5, generateKeyPairSync as generateKeyPairSync4, sign as sign5 } from "node:crypto";
 import { mkdir as mkdir3, readFile as readFile2 } from "node:fs/promises";
 import { join as join9 } from "node:path";
 var KEY_FILE = "bound_key.pem";
@@ -41071,7 +41186,7 @@ function boundKeypairProof(opts) {
       throw new JoinFailure("denied", `the service refused a challenge: ${message2}`);
     }
     const ch = ChallengeResponseSchema.parse(JSON.parse(res.body));
-    const signature = sign4(
+    const signature = sign5(
       null,
       boundKeypairSigningInput(opts.token, ch.challenge_id, ch.nonce, publicKeys),
       key2.privateKey

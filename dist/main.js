@@ -4042,6 +4042,7 @@ var package_default = {
     jose: "6.2.18",
     pg: "8.23.1",
     "proxy-from-env": "2.1.0",
+    uuid: "14.0.3",
     yaml: "2.9.1",
     zod: "4.6.7"
   },

@@ -430,6 +430,7 @@ for (const kind of ["sqlite", "postgres"] as const) {
       const renew = await s2.renewInstance({
         id: rotated.i.id,
         presented: 1,
+        keysHash: "k",
         now: iso(),
         expiresAt: iso(3600),
         events: [],
@@ -575,10 +576,12 @@ for (const kind of ["sqlite", "postgres"] as const) {
       assert.deepEqual((await s2.getBotInstance(i.id))?.authentications, [
         { time: i.createdAt, kind: "join", generation: 1 },
       ]);
+      let keysCount = 0;
       const renewal = (presented: number, s: Store = s1, extra: object = {}) =>
         s.renewInstance({
           id: i.id,
           presented,
+          keysHash: `keys-${++keysCount}`, // every renewal brings new keys
           now: iso(),
           expiresAt: iso(7200),
           remoteAddr: "192.0.2.7",
@@ -630,24 +633,111 @@ for (const kind of ["sqlite", "postgres"] as const) {
       const unknown = await s1.renewInstance({
         id: "nope",
         presented: 1,
+        keysHash: "k",
         now: iso(),
         expiresAt: iso(),
         events: [],
       });
       assert.deepEqual(unknown, { ok: false, reason: "unknown" });
 
-      // Two replicas renewing the same generation at once: one wins, the other is a copy.
+      // Two replicas renewing the same generation at once with different keys: one wins,
+      // the other is a copy.
       const j = inst();
       await s2.commitJoin({ instance: j, events: [] });
       const both = await Promise.all(
-        [s1, s2].map((s) =>
-          s.renewInstance({ id: j.id, presented: 1, now: iso(), expiresAt: iso(60), events: [] }),
+        [s1, s2].map((s, n) =>
+          s.renewInstance({
+            id: j.id,
+            presented: 1,
+            keysHash: `copy-${n}`,
+            now: iso(),
+            expiresAt: iso(60),
+            events: [],
+          }),
         ),
       );
       assert.deepEqual(both.map((x) => (x.ok ? "ok" : x.reason)).sort(), ["ok", "stale_generation"]);
       const final = await s1.getBotInstance(j.id);
       assert.equal(final?.generation, 2);
       assert.ok(final?.lockedReason);
+    });
+
+    test("a renewal retried after its answer was lost gets the same generation; a copy still locks", async (t) => {
+      const p = await pair(t);
+      if (!p) return;
+      const [s1, s2] = p;
+      const i = inst();
+      await s1.commitJoin({ instance: i, events: [] });
+      const renewal = (s: Store, presented: number, keysHash: string) =>
+        s.renewInstance({
+          id: i.id,
+          presented,
+          keysHash,
+          now: iso(),
+          expiresAt: iso(7200),
+          remoteAddr: "192.0.2.9",
+          events: [{ ...ev("renew.success", i), data: { presented } }],
+        });
+      assert.equal((await renewal(s1, 1, "keys-a")).ok, true);
+      // The answer to that renewal never arrived; the machine retries, on either replica,
+      // with the generation it still holds and the same new keys.
+      for (const s of [s2, s1]) {
+        const retry = await renewal(s, 1, "keys-a");
+        assert.equal(retry.ok, true, JSON.stringify(retry));
+        assert.equal(retry.ok && retry.generation, 2, "the current generation again, not a third");
+        assert.equal(retry.ok && retry.repeated, true);
+      }
+      let got = (await s2.getBotInstance(i.id))!;
+      assert.equal(got.generation, 2);
+      assert.equal(got.lockedReason, undefined);
+      assert.deepEqual(
+        got.authentications?.map((a) => `${a.kind}:${a.generation}`),
+        ["join:1", "renew:2", "renew_retry:2", "renew_retry:2"],
+      );
+      assert.equal((await s1.listAudit({ type: "renew.success" })).length, 1);
+      assert.equal((await s1.listAudit({ type: "renew.retry" })).length, 2);
+      // The machine goes on from generation 2.
+      const next = await renewal(s1, 2, "keys-b");
+      assert.equal(next.ok && next.generation, 3);
+      assert.equal(next.ok && next.repeated, false);
+      // Generation 2 again with the keys of that renewal is its retry; generation 1 with the
+      // first renewal's keys is two behind: a copy.
+      const old = await renewal(s2, 1, "keys-a");
+      assert.equal(!old.ok && old.reason, "stale_generation");
+      got = (await s1.getBotInstance(i.id))!;
+      assert.match(got.lockedReason ?? "", /generation 1 presented, current is 3/);
+      assert.equal((await s1.listAudit({ type: "instance.locked" })).length, 1);
+
+      // One behind with keys of its own: a copy of the identity, locked.
+      const k = inst();
+      await s2.commitJoin({ instance: k, events: [] });
+      const renewK = (presented: number, keysHash: string) =>
+        s1.renewInstance({ id: k.id, presented, keysHash, now: iso(), expiresAt: iso(60), events: [] });
+      assert.equal((await renewK(1, "mine")).ok, true);
+      const copy = await renewK(1, "the copy's");
+      assert.equal(!copy.ok && copy.reason, "stale_generation");
+      assert.equal((await renewK(1, "mine")).ok, false, "locked for good, even for the retry");
+
+      // The retry racing its original (the client's timeout fired first): both answered.
+      const m = inst();
+      await s1.commitJoin({ instance: m, events: [] });
+      const race = await Promise.all(
+        [s1, s2].map((s) =>
+          s.renewInstance({
+            id: m.id,
+            presented: 1,
+            keysHash: "same",
+            now: iso(),
+            expiresAt: iso(60),
+            events: [],
+          }),
+        ),
+      );
+      assert.deepEqual(
+        race.map((x) => x.ok && x.generation),
+        [2, 2],
+      );
+      assert.equal((await s2.getBotInstance(m.id))?.lockedReason, undefined);
     });
 
     test("stored resources bump a version every replica sees", async (t) => {

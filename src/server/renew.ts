@@ -1,7 +1,9 @@
 // POST /v1/renew: a bot proves it holds its current identity (the TLS certificate idbot
 // issued, and a signature by its key over the request) and gets the next generation of
 // certificates. Presenting an older generation means the identity was copied: the
-// instance is locked and every later renewal is refused.
+// instance is locked and every later renewal is refused. The one exception is a retry of
+// the renewal that made the current generation, with the same new keys (its answer was
+// lost): it gets that generation again (store/rows.ts renewStep).
 import { verify, X509Certificate } from "node:crypto";
 import {
   type JoinResponse,
@@ -13,6 +15,7 @@ import { issueCredentials } from "./issue.ts";
 import { audited, type JoinContext, type JoinMeta } from "./join.ts";
 import { denied, JoinError } from "./joinmethods/errors.ts";
 import { grantsFor } from "./policy/policy.ts";
+import { renewEvents, renewKeysHash } from "./store/rows.ts";
 
 const CLOCK_SKEW_SECONDS = 60;
 
@@ -104,6 +107,7 @@ export async function handleRenew(
     const r = await ctx.store.renewInstance({
       id: instance.id,
       presented: req.generation,
+      keysHash: renewKeysHash(req.public_keys),
       now: now.toISOString(),
       expiresAt: issued.expiresAt,
       remoteAddr: meta.remoteAddr,
@@ -127,7 +131,7 @@ export async function handleRenew(
       }
       throw denied(r.reason === "locked" ? "this bot instance is locked" : "this bot instance is unknown");
     }
-    ctx.audit.logged(events);
+    ctx.audit.logged(r.repeated ? renewEvents({ kind: "repeat", generation }, events) : events);
     return issued.response;
   });
 }

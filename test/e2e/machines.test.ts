@@ -3,8 +3,9 @@
 // state and recovery limits, renewal with generation counters, and operator commands.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { generateKeyPairSync, type KeyObject, sign, X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -380,6 +381,95 @@ describe("renewal and bot instances", () => {
         .split("\n")
         .some((l) => JSON.parse(l).instanceId === id),
     );
+  });
+
+  test("a renewal whose answer is lost after the commit: the CLI's retry gets the same generation, nothing locks", async (t) => {
+    // A TCP proxy in front of the service that, once armed, lets one renewal through and
+    // then cuts the connection when the service's answer comes back: the renewal is
+    // committed, the machine never hears of it.
+    let armed = false;
+    let dropped = 0;
+    const proxy = createServer((client) => {
+      const upstream = connect(Number(new URL(svc.url).port), "127.0.0.1");
+      let lossy = false;
+      client.on("data", (d: Buffer) => {
+        if (armed && d.includes("POST /v1/renew ")) {
+          armed = false;
+          lossy = true;
+        }
+        upstream.write(d);
+      });
+      upstream.on("data", (d: Buffer) => {
+        if (!lossy) return void client.write(d);
+        dropped++;
+        client.destroy();
+        upstream.destroy();
+      });
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    t.after(() => proxy.close());
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+
+    const add = await idbot("admin", "tokens", "add", "--data-dir", svc.dataDir, "--bot", "edge");
+    const secret = add.stdout.trim().split("\n").pop()!;
+    const out = join(mkdtempSync(join(tmpdir(), "idbot-lost-")), "machine");
+    const cli = (...args: string[]) =>
+      execFileP(process.execPath, [IDBOT, "join", "--format", "json", ...args]).then((r) =>
+        JSON.parse(r.stdout),
+      );
+    const joined = await cli("--server", proxyUrl, "--join-method", "token", "--token", secret, "--out", out);
+    const id = joined.bot_instance_id as string;
+    // The TLS certificate names the generation: URI:urn:idbot:instance:<id>:<generation>.
+    const generationOnDisk = () =>
+      new X509Certificate(readFileSync(join(out, "identity", "tlscert"))).subjectAltName?.match(
+        /:(\d+)$/,
+      )?.[1];
+    assert.equal(generationOnDisk(), "1");
+
+    armed = true;
+    const renewed = await cli("--refresh", out);
+    assert.equal(dropped, 1, "the first answer was cut off");
+    assert.equal(renewed.bot_instance_id, id);
+    assert.equal(generationOnDisk(), "2", "the retry's answer is generation 2, as the lost one was");
+    const show = async () =>
+      JSON.parse(
+        (await idbot("admin", "bot-instances", "show", `edge/${id}`, "--data-dir", svc.dataDir)).stdout,
+      );
+    let inst = await show();
+    assert.equal(inst.generation, 2);
+    assert.equal(inst.lockedReason, undefined, "a lost answer does not lock the machine out");
+    assert.deepEqual(
+      inst.authentications.map((a: Json) => a.kind),
+      ["join", "renew", "renew_retry"],
+    );
+    const audit = await idbot(
+      "admin",
+      "audit",
+      "ls",
+      "--data-dir",
+      svc.dataDir,
+      "--type",
+      "renew.retry",
+      "--format",
+      "json",
+    );
+    assert.ok(
+      audit.stdout
+        .trim()
+        .split("\n")
+        .some((l) => JSON.parse(l).instanceId === id),
+    );
+
+    // The machine goes on from there.
+    await cli("--refresh", out);
+    assert.equal(generationOnDisk(), "3");
+    inst = await show();
+    assert.equal(inst.generation, 3);
+    assert.equal(inst.lockedReason, undefined);
   });
 
   test("a renewal signed by another key is refused, and the failed attempt does not lock", async () => {

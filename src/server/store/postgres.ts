@@ -12,6 +12,9 @@ import { decryptSecret, encryptSecret } from "./crypto.ts";
 import {
   auditValues,
   instanceValues,
+  pushCapped,
+  renewEvents,
+  renewStep,
   rowToAudit,
   rowToBound,
   rowToInstance,
@@ -162,12 +165,6 @@ function auditInsert(events: AuditEvent[], offset: number): { text: string; valu
     text: `INSERT INTO audit (time, type, bot_name, token_name, instance_id, join_method, remote_addr, reason, data) VALUES ${tuples.join(", ")}`,
     values,
   };
-}
-
-/** Keeps the newest `max` entries of a JSON array column. */
-function pushCapped<T>(json: string | null | undefined, item: T, max = 10): string {
-  const list = (json ? (JSON.parse(json) as T[]) : []).concat(item);
-  return JSON.stringify(list.slice(-max));
 }
 
 /** The URL without its password, for messages. */
@@ -615,34 +612,24 @@ export class PostgresStore implements Store {
     });
   }
 
-  async renewInstance(r: {
-    id: string;
-    presented: number;
-    now: string;
-    expiresAt: string;
-    remoteAddr?: string;
-    heartbeat?: NonNullable<BotInstanceRecord["heartbeats"]>[number];
-    events: AuditEvent[];
-  }): Promise<RenewResult> {
+  async renewInstance(r: Parameters<Store["renewInstance"]>[0]): Promise<RenewResult> {
     return this.tx(async (c): Promise<RenewResult> => {
       // The row lock serializes renewals of one instance across replicas: the second of two
-      // presenting the same generation sees the advanced one and locks the instance.
+      // presenting the same generation sees the advanced one and locks the instance (unless
+      // it is the first one's retry, with the same keys: renewStep).
       const row = (await c.query<Row>("SELECT * FROM bot_instances WHERE id = $1 FOR UPDATE", [r.id]))
         .rows[0];
       if (!row) return { ok: false, reason: "unknown" };
       const inst = rowToInstance(row);
       if (inst.lockedReason) return { ok: false, reason: "locked", instance: inst };
-      if (r.presented !== inst.generation) {
-        const reason = `certificate generation ${r.presented} presented, current is ${inst.generation}: the identity was copied`;
+      const step = renewStep(inst, r.presented, r.keysHash);
+      if (step.kind === "lock") {
+        const reason = step.reason;
         await c.query("UPDATE bot_instances SET locked_reason = $1 WHERE id = $2", [reason, r.id]);
-        if (r.events.length > 0)
-          await this.insertEvents(
-            c,
-            r.events.map((e) => ({ ...e, type: "instance.locked", reason })),
-          );
+        if (r.events.length > 0) await this.insertEvents(c, renewEvents(step, r.events));
         return { ok: false, reason: "stale_generation", instance: { ...inst, lockedReason: reason } };
       }
-      const generation = inst.generation + 1;
+      const generation = step.generation;
       await c.query(
         "UPDATE bot_instances SET generation = $1, expires_at = $2, authentications = $3, heartbeats = $4 WHERE id = $5",
         [
@@ -650,16 +637,22 @@ export class PostgresStore implements Store {
           r.expiresAt,
           pushCapped(row.authentications as string, {
             time: r.now,
-            kind: "renew",
+            kind: step.kind === "repeat" ? "renew_retry" : "renew",
             remoteAddr: r.remoteAddr,
             generation,
+            keys: r.keysHash,
           }),
           r.heartbeat ? pushCapped(row.heartbeats as string, r.heartbeat) : (row.heartbeats as string),
           r.id,
         ],
       );
-      if (r.events.length > 0) await this.insertEvents(c, r.events);
-      return { ok: true, generation, instance: { ...inst, generation, expiresAt: r.expiresAt } };
+      if (r.events.length > 0) await this.insertEvents(c, renewEvents(step, r.events));
+      return {
+        ok: true,
+        generation,
+        instance: { ...inst, generation, expiresAt: r.expiresAt },
+        repeated: step.kind === "repeat",
+      };
     });
   }
 

@@ -1,5 +1,6 @@
 // Rows to records and records to rows, shared by both stores: their tables have the same
 // columns (TEXT for times and JSON), so one mapping serves SQLite and PostgreSQL.
+import { createHash } from "node:crypto";
 import type {
   AuditEvent,
   BotInstanceRecord,
@@ -105,4 +106,60 @@ export function auditValues(e: AuditEvent): unknown[] {
     e.reason ?? null,
     e.data ? JSON.stringify(e.data) : null,
   ];
+}
+
+/** Keeps the newest `max` entries of a JSON array column. */
+export function pushCapped<T>(json: string | null | undefined, item: T, max = 10): string {
+  const list = (json ? (JSON.parse(json) as T[]) : []).concat(item);
+  return JSON.stringify(list.slice(-max));
+}
+
+/** What a renewal stores to recognise its own retry: SHA-256 of the new public keys. */
+export function renewKeysHash(publicKeys: { ssh: string; tls: string }): string {
+  return createHash("sha256").update(`${publicKeys.ssh}\n${publicKeys.tls}`).digest("base64url");
+}
+
+export type RenewStep =
+  | { kind: "advance"; generation: number }
+  | { kind: "repeat"; generation: number }
+  | { kind: "lock"; reason: string };
+
+/**
+ * What a renewal presenting generation `presented`, for the public keys hashed as
+ * `keysHash`, does to an unlocked instance; both stores decide with this.
+ *
+ * The current generation advances. One behind, with the same new public keys as the
+ * renewal that made the current generation, is that renewal's retry: its answer was lost
+ * (a timeout or a reset after the commit), and it gets the current generation again instead
+ * of locking a machine that did nothing wrong. That answer is worthless to a copy of the
+ * identity: the certificates are usable only with the private halves of those keys, which
+ * never left the machine that renewed. A copy that brings keys of its own still locks, as
+ * does any older generation.
+ */
+export function renewStep(inst: BotInstanceRecord, presented: number, keysHash: string): RenewStep {
+  if (presented === inst.generation) return { kind: "advance", generation: presented + 1 };
+  const last = inst.authentications?.at(-1);
+  if (
+    presented === inst.generation - 1 &&
+    last !== undefined &&
+    last.kind.startsWith("renew") &&
+    last.generation === inst.generation &&
+    last.keys === keysHash
+  ) {
+    return { kind: "repeat", generation: inst.generation };
+  }
+  return {
+    kind: "lock",
+    reason: `certificate generation ${presented} presented, current is ${inst.generation}: the identity was copied`,
+  };
+}
+
+/** The audit events a renewal's step writes: its own, `renew.success` renamed
+ *  `renew.retry` for a repeat, or every one as `instance.locked` with the reason. */
+export function renewEvents(step: RenewStep, events: AuditEvent[]): AuditEvent[] {
+  if (step.kind === "lock")
+    return events.map((e) => ({ ...e, type: "instance.locked", reason: step.reason }));
+  if (step.kind === "repeat")
+    return events.map((e) => (e.type === "renew.success" ? { ...e, type: "renew.retry" } : e));
+  return events;
 }

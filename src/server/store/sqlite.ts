@@ -9,6 +9,9 @@ import type BetterSqlite3 from "better-sqlite3";
 import {
   auditValues,
   instanceValues,
+  pushCapped,
+  renewEvents,
+  renewStep,
   rowToAudit,
   rowToBound,
   rowToCA,
@@ -54,12 +57,6 @@ const MIGRATIONS: string[] = [
    CREATE TABLE resources_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
    INSERT INTO resources_version (id, version) VALUES (1, 0);`,
 ];
-
-/** Keeps the newest `max` entries of a JSON array column. */
-function pushCapped<T>(json: string | null | undefined, item: T, max = 10): string {
-  const list = (json ? (JSON.parse(json) as T[]) : []).concat(item);
-  return JSON.stringify(list.slice(-max));
-}
 
 type JoinCommit = Parameters<Store["commitJoin"]>[0];
 
@@ -561,28 +558,21 @@ export class SqliteStore implements Store {
     this.lockTx.immediate(tokenName, reason, instanceId);
   }
 
-  async renewInstance(r: {
-    id: string;
-    presented: number;
-    now: string;
-    expiresAt: string;
-    remoteAddr?: string;
-    heartbeat?: NonNullable<BotInstanceRecord["heartbeats"]>[number];
-    events: AuditEvent[];
-  }): Promise<RenewResult> {
+  async renewInstance(r: Parameters<Store["renewInstance"]>[0]): Promise<RenewResult> {
     return this.db
       .transaction((): RenewResult => {
         const row = this.stmts.getInstance.get(r.id) as Record<string, unknown> | undefined;
         if (!row) return { ok: false, reason: "unknown" };
         const inst = rowToInstance(row);
         if (inst.lockedReason) return { ok: false, reason: "locked", instance: inst };
-        if (r.presented !== inst.generation) {
-          const reason = `certificate generation ${r.presented} presented, current is ${inst.generation}: the identity was copied`;
+        const step = renewStep(inst, r.presented, r.keysHash);
+        if (step.kind === "lock") {
+          const reason = step.reason;
           this.db.prepare("UPDATE bot_instances SET locked_reason = ? WHERE id = ?").run(reason, r.id);
-          this.insertEvents(r.events.map((e) => ({ ...e, type: "instance.locked", reason })));
+          this.insertEvents(renewEvents(step, r.events));
           return { ok: false, reason: "stale_generation", instance: { ...inst, lockedReason: reason } };
         }
-        const generation = inst.generation + 1;
+        const generation = step.generation;
         this.db
           .prepare(
             "UPDATE bot_instances SET generation = ?, expires_at = ?, authentications = ?, heartbeats = ? WHERE id = ?",
@@ -592,15 +582,21 @@ export class SqliteStore implements Store {
             r.expiresAt,
             pushCapped(row.authentications as string, {
               time: r.now,
-              kind: "renew",
+              kind: step.kind === "repeat" ? "renew_retry" : "renew",
               remoteAddr: r.remoteAddr,
               generation,
+              keys: r.keysHash,
             }),
             r.heartbeat ? pushCapped(row.heartbeats as string, r.heartbeat) : (row.heartbeats as string),
             r.id,
           );
-        this.insertEvents(r.events);
-        return { ok: true, generation, instance: { ...inst, generation, expiresAt: r.expiresAt } };
+        this.insertEvents(renewEvents(step, r.events));
+        return {
+          ok: true,
+          generation,
+          instance: { ...inst, generation, expiresAt: r.expiresAt },
+          repeated: step.kind === "repeat",
+        };
       })
       .immediate();
   }

@@ -31,7 +31,14 @@ export interface BotInstanceRecord {
   /** Why the instance was locked (copied identity); locked instances cannot renew. */
   lockedReason?: string;
   /** The last 10 authentications (joins, renewals) and heartbeats, newest last. */
-  authentications?: Array<{ time: string; kind: string; remoteAddr?: string; generation: number }>;
+  authentications?: Array<{
+    time: string;
+    kind: string;
+    remoteAddr?: string;
+    generation: number;
+    /** Renewals: SHA-256 of the new public keys (renewKeysHash), to recognise a retry. */
+    keys?: string;
+  }>;
   heartbeats?: Array<{ time: string; hostname?: string; version?: string; uptimeSeconds?: number }>;
 }
 
@@ -129,7 +136,7 @@ export type CommitFailure =
 export type CommitResult = { ok: true } | { ok: false; reason: CommitFailure; detail?: string };
 
 export type RenewResult =
-  | { ok: true; generation: number; instance: BotInstanceRecord }
+  | { ok: true; generation: number; instance: BotInstanceRecord; repeated?: boolean }
   | { ok: false; reason: "unknown" | "locked" | "stale_generation"; instance?: BotInstanceRecord };
 
 export interface Store {
@@ -148,11 +155,15 @@ export interface Store {
     instance: BotInstanceRecord;
     events: AuditEvent[];
   }): Promise<CommitResult>;
-  /** Moves an instance to the next certificate generation if `presented` is current; an
-   *  older generation locks the instance (the identity was copied). Audits either way. */
+  /** Moves an instance to the next certificate generation if `presented` is current; a
+   *  retry of the renewal that made the current generation gets it again (renewStep);
+   *  any other older generation locks the instance (the identity was copied). Audits
+   *  either way. */
   renewInstance(r: {
     id: string;
     presented: number;
+    /** renewKeysHash() of the public keys the renewal certifies. */
+    keysHash: string;
     now: string;
     expiresAt: string;
     remoteAddr?: string;
