@@ -1327,8 +1327,8 @@ var init_transport = __esm({
     init_proxy_from_env();
     init_net();
     TransportError = class extends Error {
-      constructor(message2, code) {
-        super(message2);
+      constructor(message, code) {
+        super(message);
         this.code = code;
       }
       code;
@@ -1347,8 +1347,8 @@ var init_admin = __esm({
   "src/protocol/admin.ts"() {
     "use strict";
     AdminApiError = class extends Error {
-      constructor(status, code, message2, hint) {
-        super(message2);
+      constructor(status, code, message, hint) {
+        super(message);
         this.status = status;
         this.code = code;
         this.hint = hint;
@@ -1854,8 +1854,8 @@ function prefixIssues(path, issues) {
     return iss;
   });
 }
-function unwrapMessage(message2) {
-  return typeof message2 === "string" ? message2 : message2?.message;
+function unwrapMessage(message) {
+  return typeof message === "string" ? message : message?.message;
 }
 function sizeCaps(defChecks) {
   const caps = [];
@@ -1885,7 +1885,7 @@ function finalizeIssue(iss, ctx2, config2) {
       iss.schema = iss.inst;
   }
   const schemaError = iss.schema !== iss.inst ? iss.schema?._zod.def?.error : void 0;
-  const message2 = iss.message ? iss.message : unwrapMessage(iss.inst?._zod.def?.error?.(iss)) ?? unwrapMessage(schemaError?.(iss)) ?? unwrapMessage(ctx2?.error?.(iss)) ?? unwrapMessage(config2.customError?.(iss)) ?? unwrapMessage(config2.localeError?.(iss)) ?? "Invalid input";
+  const message = iss.message ? iss.message : unwrapMessage(iss.inst?._zod.def?.error?.(iss)) ?? unwrapMessage(schemaError?.(iss)) ?? unwrapMessage(ctx2?.error?.(iss)) ?? unwrapMessage(config2.customError?.(iss)) ?? unwrapMessage(config2.localeError?.(iss)) ?? "Invalid input";
   const full = {};
   for (const k of Object.keys(iss)) {
     if (k === "inst" || k === "schema" || k === "continue" || k === "input" || k === "__proto__")
@@ -1893,7 +1893,7 @@ function finalizeIssue(iss, ctx2, config2) {
     full[k] = iss[k];
   }
   full.path ?? (full.path = []);
-  full.message = message2;
+  full.message = message;
   if (ctx2?.reportInput) {
     full.input = iss.input;
   }
@@ -15810,8 +15810,8 @@ var init_compile = __esm({
     INVALID = /* @__PURE__ */ Symbol.for("zod.compile.invalid");
     FALLBACK_FLAG = /* @__PURE__ */ Symbol.for("zod.compile.fallback");
     ZodCompileAsyncError = class extends Error {
-      constructor(message2 = "z.compile does not support async refinements, transforms, or checks") {
-        super(message2);
+      constructor(message = "z.compile does not support async refinements, transforms, or checks") {
+        super(message);
         this.name = "ZodCompileAsyncError";
       }
     };
@@ -16963,12 +16963,12 @@ function initializeContext(params) {
     external: params?.external ?? void 0
   };
 }
-function handleUnrepresentable(schema, ctx2, json2, params, message2) {
-  const result = typeof ctx2.unrepresentable === "function" ? ctx2.unrepresentable({ zodSchema: schema, path: params.path, message: message2 }) : ctx2.unrepresentable;
+function handleUnrepresentable(schema, ctx2, json2, params, message) {
+  const result = typeof ctx2.unrepresentable === "function" ? ctx2.unrepresentable({ zodSchema: schema, path: params.path, message }) : ctx2.unrepresentable;
   if (result === "any")
     return false;
   if (result === void 0 || result === "throw")
-    throw new Error(message2);
+    throw new Error(message);
   Object.assign(json2, result);
   return true;
 }
@@ -21238,21 +21238,21 @@ function visit(schema, fnOrHandlers) {
     const h = fnOrHandlers[node2._zod.def.type];
     return h ? h(node2, rewritten) : node2;
   };
-  const cache2 = /* @__PURE__ */ new Map();
+  const cache = /* @__PURE__ */ new Map();
   function run(s) {
-    const cached2 = cache2.get(s);
+    const cached2 = cache.get(s);
     if (cached2 === RESOLVING) {
       return new $ZodLazy({
         type: "lazy",
-        getter: () => cache2.get(s)
+        getter: () => cache.get(s)
       });
     }
     if (cached2 !== void 0)
       return cached2;
-    cache2.set(s, RESOLVING);
+    cache.set(s, RESOLVING);
     const inner = mapInner(s);
     const mapped = fn(inner, inner !== s);
-    cache2.set(s, mapped);
+    cache.set(s, mapped);
     return mapped;
   }
   function mapInner(s) {
@@ -21778,9 +21778,9 @@ function requireOutputParams(r, ctx2) {
     ["jwt", "jwt", "the jwt output needs jwt.audiences"],
     ["ssh_host", "ssh_host", "the ssh_host output needs ssh_host.public_key"]
   ];
-  for (const [output2, field, message2] of need) {
+  for (const [output2, field, message] of need) {
     if (r.outputs.includes(output2) && r[field] === void 0)
-      ctx2.addIssue({ code: "custom", path: [field], message: message2 });
+      ctx2.addIssue({ code: "custom", path: [field], message });
   }
 }
 function boundKeypairSigningInput(token, challengeId, nonce, publicKeys) {
@@ -22418,12 +22418,12 @@ var require_directives = __commonJS({
        * Given a fully resolved tag, returns its printable string form,
        * taking into account current tag prefixes and defaults.
        */
-      tagString(tag2) {
+      tagString(tag) {
         for (const [handle, prefix] of Object.entries(this.tags)) {
-          if (tag2.startsWith(prefix))
-            return handle + escapeTagName(tag2.substring(prefix.length));
+          if (tag.startsWith(prefix))
+            return handle + escapeTagName(tag.substring(prefix.length));
         }
-        return tag2[0] === "!" ? tag2 : `!<${tag2}>`;
+        return tag[0] === "!" ? tag : `!<${tag}>`;
       }
       toString(doc) {
         const lines = this.yaml.explicit ? [`%YAML ${this.yaml.version || "1.2"}`] : [];
@@ -23402,7 +23402,7 @@ ${indent}${start}${value}${end}`;
       const str3 = value.replace(/\n+/g, `$&
 ${indent}`);
       if (actualString) {
-        const test = (tag2) => tag2.default && tag2.tag !== "tag:yaml.org,2002:str" && tag2.test?.test(str3);
+        const test = (tag) => tag.default && tag.tag !== "tag:yaml.org,2002:str" && tag.test?.test(str3);
         const { compat, tags } = ctx2.doc.schema;
         if (tags.some(test) || compat?.some(test))
           return quotedString(value, ctx2);
@@ -23532,9 +23532,9 @@ var require_stringify = __commonJS({
         anchors$1.add(anchor2);
         props.push(`&${anchor2}`);
       }
-      const tag2 = node2.tag ?? (tagObj.default ? null : tagObj.tag);
-      if (tag2)
-        props.push(doc.directives.tagString(tag2));
+      const tag = node2.tag ?? (tagObj.default ? null : tagObj.tag);
+      if (tag)
+        props.push(doc.directives.tagString(tag));
       return props.join(" ");
     }
     function stringify(item, ctx2, onComment, onChompKeep) {
@@ -23742,7 +23742,7 @@ var require_merge = __commonJS({
       }),
       stringify: () => MERGE_KEY
     };
-    var isMergeKey = (ctx2, key2) => (merge2.identify(key2) || identity.isScalar(key2) && (!key2.type || key2.type === Scalar.Scalar.PLAIN) && merge2.identify(key2.value)) && ctx2?.doc.schema.tags.some((tag2) => tag2.tag === merge2.tag && tag2.default);
+    var isMergeKey = (ctx2, key2) => (merge2.identify(key2) || identity.isScalar(key2) && (!key2.type || key2.type === Scalar.Scalar.PLAIN) && merge2.identify(key2.value)) && ctx2?.doc.schema.tags.some((tag) => tag.tag === merge2.tag && tag.default);
     function addMergeToJSMap(ctx2, map2, value) {
       const source = resolveAliasValue(ctx2, value);
       if (identity.isSeq(source))
@@ -24409,14 +24409,14 @@ var require_bool = __commonJS({
 var require_stringifyNumber = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyNumber.js"(exports) {
     "use strict";
-    function stringifyNumber({ format, minFractionDigits, tag: tag2, value }) {
+    function stringifyNumber({ format, minFractionDigits, tag, value }) {
       if (typeof value === "bigint")
         return String(value);
       const num = typeof value === "number" ? value : Number(value);
       if (!isFinite(num))
         return isNaN(num) ? ".nan" : num < 0 ? "-.inf" : ".inf";
       let n = Object.is(value, -0) ? "-0" : JSON.stringify(value);
-      if (!format && minFractionDigits && (!tag2 || tag2 === "tag:yaml.org,2002:float") && /^-?\d/.test(n) && !n.includes("e")) {
+      if (!format && minFractionDigits && (!tag || tag === "tag:yaml.org,2002:float") && /^-?\d/.test(n) && !n.includes("e")) {
         let i = n.indexOf(".");
         if (i < 0) {
           i = n.length;
@@ -24928,8 +24928,8 @@ var require_int2 = __commonJS({
     var stringifyNumber = require_stringifyNumber();
     var intIdentify = (value) => typeof value === "bigint" || Number.isInteger(value);
     function intResolve(str3, offset, radix, { intAsBigInt }) {
-      const sign6 = str3[0];
-      if (sign6 === "-" || sign6 === "+")
+      const sign7 = str3[0];
+      if (sign7 === "-" || sign7 === "+")
         offset += 1;
       str3 = str3.substring(offset).replace(/_/g, "");
       if (intAsBigInt) {
@@ -24945,10 +24945,10 @@ var require_int2 = __commonJS({
             break;
         }
         const n2 = BigInt(str3);
-        return sign6 === "-" ? BigInt(-1) * n2 : n2;
+        return sign7 === "-" ? BigInt(-1) * n2 : n2;
       }
       const n = parseInt(str3, radix);
-      return sign6 === "-" ? -1 * n : n;
+      return sign7 === "-" ? -1 * n : n;
     }
     function intStringify(node2, radix, prefix) {
       const { value } = node2;
@@ -25095,11 +25095,11 @@ var require_timestamp = __commonJS({
     "use strict";
     var stringifyNumber = require_stringifyNumber();
     function parseSexagesimal(str3, asBigInt) {
-      const sign6 = str3[0];
-      const parts = sign6 === "-" || sign6 === "+" ? str3.substring(1) : str3;
+      const sign7 = str3[0];
+      const parts = sign7 === "-" || sign7 === "+" ? str3.substring(1) : str3;
       const num = (n) => asBigInt ? BigInt(n) : Number(n);
       const res = parts.replace(/_/g, "").split(":").reduce((res2, p) => res2 * num(60) + num(p), num(0));
-      return sign6 === "-" ? num(-1) * res : res;
+      return sign7 === "-" ? num(-1) * res : res;
     }
     function stringifySexagesimal(node2) {
       let { value } = node2;
@@ -25108,9 +25108,9 @@ var require_timestamp = __commonJS({
         num = (n) => BigInt(n);
       else if (isNaN(value) || !isFinite(value))
         return stringifyNumber.stringifyNumber(node2);
-      let sign6 = "";
+      let sign7 = "";
       if (value < 0) {
-        sign6 = "-";
+        sign7 = "-";
         value *= num(-1);
       }
       const _60 = num(60);
@@ -25125,7 +25125,7 @@ var require_timestamp = __commonJS({
           parts.unshift(value);
         }
       }
-      return sign6 + parts.map((n) => String(n).padStart(2, "0")).join(":").replace(/000000\d*$/, "");
+      return sign7 + parts.map((n) => String(n).padStart(2, "0")).join(":").replace(/000000\d*$/, "");
     }
     var intTime = {
       identify: (value) => typeof value === "bigint" || Number.isInteger(value),
@@ -25291,17 +25291,17 @@ var require_tags = __commonJS({
         }
       }
       if (Array.isArray(customTags)) {
-        for (const tag2 of customTags)
-          tags = tags.concat(tag2);
+        for (const tag of customTags)
+          tags = tags.concat(tag);
       } else if (typeof customTags === "function") {
         tags = customTags(tags.slice());
       }
       if (addMergeTag)
         tags = tags.concat(merge2.merge);
-      return tags.reduce((tags2, tag2) => {
-        const tagObj = typeof tag2 === "string" ? tagsByName[tag2] : tag2;
+      return tags.reduce((tags2, tag) => {
+        const tagObj = typeof tag === "string" ? tagsByName[tag] : tag;
         if (!tagObj) {
-          const tagName = JSON.stringify(tag2);
+          const tagName = JSON.stringify(tag);
           const keys = Object.keys(tagsByName).map((key2) => JSON.stringify(key2)).join(", ");
           throw new Error(`Unknown custom tag ${tagName}; use one of ${keys}`);
         }
@@ -25541,7 +25541,7 @@ var require_Document = __commonJS({
           options = replacer;
           replacer = void 0;
         }
-        const { aliasDuplicateObjects, anchorPrefix, flow, keepUndefined, onTagObj, tag: tag2 } = options ?? {};
+        const { aliasDuplicateObjects, anchorPrefix, flow, keepUndefined, onTagObj, tag } = options ?? {};
         const { onAnchor, setAnchors, sourceObjects } = anchors.createNodeAnchors(
           this,
           // eslint-disable-next-line @typescript-eslint/prefer-nullish-coalescing
@@ -25556,7 +25556,7 @@ var require_Document = __commonJS({
           schema: this.schema,
           sourceObjects
         };
-        const node2 = createNode.createNode(value, tag2, ctx2);
+        const node2 = createNode.createNode(value, tag, ctx2);
         if (flow && identity.isCollection(node2))
           node2.flow = true;
         setAnchors();
@@ -25741,22 +25741,22 @@ var require_errors = __commonJS({
   "node_modules/yaml/dist/errors.js"(exports) {
     "use strict";
     var YAMLError = class extends Error {
-      constructor(name2, pos, code, message2) {
+      constructor(name2, pos, code, message) {
         super();
         this.name = name2;
         this.code = code;
-        this.message = message2;
+        this.message = message;
         this.pos = pos;
       }
     };
     var YAMLParseError = class extends YAMLError {
-      constructor(pos, code, message2) {
-        super("YAMLParseError", pos, code, message2);
+      constructor(pos, code, message) {
+        super("YAMLParseError", pos, code, message);
       }
     };
     var YAMLWarning = class extends YAMLError {
-      constructor(pos, code, message2) {
-        super("YAMLWarning", pos, code, message2);
+      constructor(pos, code, message) {
+        super("YAMLWarning", pos, code, message);
       }
     };
     var prettifyError2 = (src, lc) => (error62) => {
@@ -25815,7 +25815,7 @@ var require_resolve_props = __commonJS({
       let reqSpace = false;
       let tab = null;
       let anchor2 = null;
-      let tag2 = null;
+      let tag = null;
       let newlineAfterProp = null;
       let comma = null;
       let found = null;
@@ -25861,7 +25861,7 @@ var require_resolve_props = __commonJS({
               commentSep += token.source;
             atNewline = true;
             hasNewline = true;
-            if (anchor2 || tag2)
+            if (anchor2 || tag)
               newlineAfterProp = token;
             hasSpace = true;
             break;
@@ -25877,9 +25877,9 @@ var require_resolve_props = __commonJS({
             reqSpace = true;
             break;
           case "tag": {
-            if (tag2)
+            if (tag)
               onError(token, "MULTIPLE_TAGS", "A node can have at most one tag");
-            tag2 = token;
+            tag = token;
             start ?? (start = token.offset);
             atNewline = false;
             hasSpace = false;
@@ -25887,7 +25887,7 @@ var require_resolve_props = __commonJS({
             break;
           }
           case indicator:
-            if (anchor2 || tag2)
+            if (anchor2 || tag)
               onError(token, "BAD_PROP_ORDER", `Anchors and tags must be after the ${token.source} indicator`);
             if (found)
               onError(token, "UNEXPECTED_TOKEN", `Unexpected ${token.source} in ${flow ?? "collection"}`);
@@ -25925,7 +25925,7 @@ var require_resolve_props = __commonJS({
         comment,
         hasNewline,
         anchor: anchor2,
-        tag: tag2,
+        tag,
         newlineAfterProp,
         end,
         start: start ?? end
@@ -26022,8 +26022,8 @@ var require_resolve_block_map = __commonJS({
     var utilFlowIndentCheck = require_util_flow_indent_check();
     var utilMapIncludes = require_util_map_includes();
     var startColMsg = "All mapping items must start at the same column";
-    function resolveBlockMap({ composeNode, composeEmptyNode }, ctx2, bm, onError, tag2) {
-      const NodeClass = tag2?.nodeClass ?? YAMLMap.YAMLMap;
+    function resolveBlockMap({ composeNode, composeEmptyNode }, ctx2, bm, onError, tag) {
+      const NodeClass = tag?.nodeClass ?? YAMLMap.YAMLMap;
       const map2 = new NodeClass(ctx2.schema);
       if (ctx2.atRoot)
         ctx2.atRoot = false;
@@ -26126,8 +26126,8 @@ var require_resolve_block_seq = __commonJS({
     var YAMLSeq = require_YAMLSeq();
     var resolveProps = require_resolve_props();
     var utilFlowIndentCheck = require_util_flow_indent_check();
-    function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx2, bs, onError, tag2) {
-      const NodeClass = tag2?.nodeClass ?? YAMLSeq.YAMLSeq;
+    function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx2, bs, onError, tag) {
+      const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
       const seq = new NodeClass(ctx2.schema);
       if (ctx2.atRoot)
         ctx2.atRoot = false;
@@ -26227,10 +26227,10 @@ var require_resolve_flow_collection = __commonJS({
     var utilMapIncludes = require_util_map_includes();
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
-    function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx2, fc, onError, tag2) {
+    function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx2, fc, onError, tag) {
       const isMap3 = fc.start.source === "{";
       const fcName = isMap3 ? "flow map" : "flow sequence";
-      const NodeClass = tag2?.nodeClass ?? (isMap3 ? YAMLMap.YAMLMap : YAMLSeq.YAMLSeq);
+      const NodeClass = tag?.nodeClass ?? (isMap3 ? YAMLMap.YAMLMap : YAMLSeq.YAMLSeq);
       const coll = new NodeClass(ctx2.schema);
       coll.flow = true;
       const atRoot = ctx2.atRoot;
@@ -26418,8 +26418,8 @@ var require_compose_collection = __commonJS({
     var resolveBlockMap = require_resolve_block_map();
     var resolveBlockSeq = require_resolve_block_seq();
     var resolveFlowCollection = require_resolve_flow_collection();
-    function resolveCollection(CN, ctx2, token, onError, tagName, tag2) {
-      const coll = token.type === "block-map" ? resolveBlockMap.resolveBlockMap(CN, ctx2, token, onError, tag2) : token.type === "block-seq" ? resolveBlockSeq.resolveBlockSeq(CN, ctx2, token, onError, tag2) : resolveFlowCollection.resolveFlowCollection(CN, ctx2, token, onError, tag2);
+    function resolveCollection(CN, ctx2, token, onError, tagName, tag) {
+      const coll = token.type === "block-map" ? resolveBlockMap.resolveBlockMap(CN, ctx2, token, onError, tag) : token.type === "block-seq" ? resolveBlockSeq.resolveBlockSeq(CN, ctx2, token, onError, tag) : resolveFlowCollection.resolveFlowCollection(CN, ctx2, token, onError, tag);
       const Coll = coll.constructor;
       if (tagName === "!" || tagName === Coll.tagName) {
         coll.tag = Coll.tagName;
@@ -26436,20 +26436,20 @@ var require_compose_collection = __commonJS({
         const { anchor: anchor2, newlineAfterProp: nl } = props;
         const lastProp = anchor2 && tagToken ? anchor2.offset > tagToken.offset ? anchor2 : tagToken : anchor2 ?? tagToken;
         if (lastProp && (!nl || nl.offset < lastProp.offset)) {
-          const message2 = "Missing newline after block sequence props";
-          onError(lastProp, "MISSING_CHAR", message2);
+          const message = "Missing newline after block sequence props";
+          onError(lastProp, "MISSING_CHAR", message);
         }
       }
       const expType = token.type === "block-map" ? "map" : token.type === "block-seq" ? "seq" : token.start.source === "{" ? "map" : "seq";
       if (!tagToken || !tagName || tagName === "!" || tagName === YAMLMap.YAMLMap.tagName && expType === "map" || tagName === YAMLSeq.YAMLSeq.tagName && expType === "seq") {
         return resolveCollection(CN, ctx2, token, onError, tagName);
       }
-      let tag2 = ctx2.schema.tags.find((t) => t.tag === tagName && t.collection === expType);
-      if (!tag2) {
+      let tag = ctx2.schema.tags.find((t) => t.tag === tagName && t.collection === expType);
+      if (!tag) {
         const kt = ctx2.schema.knownTags[tagName];
         if (kt?.collection === expType) {
           ctx2.schema.tags.push(Object.assign({}, kt, { default: false }));
-          tag2 = kt;
+          tag = kt;
         } else {
           if (kt) {
             onError(tagToken, "BAD_COLLECTION_TYPE", `${kt.tag} used for ${expType} collection, but expects ${kt.collection ?? "scalar"}`, true);
@@ -26459,13 +26459,13 @@ var require_compose_collection = __commonJS({
           return resolveCollection(CN, ctx2, token, onError, tagName);
         }
       }
-      const coll = resolveCollection(CN, ctx2, token, onError, tagName, tag2);
-      const res = tag2.resolve?.(coll, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg), ctx2.options) ?? coll;
+      const coll = resolveCollection(CN, ctx2, token, onError, tagName, tag);
+      const res = tag.resolve?.(coll, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg), ctx2.options) ?? coll;
       const node2 = identity.isNode(res) ? res : new Scalar.Scalar(res);
       node2.range = coll.range;
       node2.tag = tagName;
-      if (tag2?.format)
-        node2.format = tag2.format;
+      if (tag?.format)
+        node2.format = tag.format;
       return node2;
     }
     exports.composeCollection = composeCollection;
@@ -26509,15 +26509,15 @@ var require_resolve_block_scalar = __commonJS({
             trimIndent = indent.length;
         } else {
           if (indent.length < trimIndent) {
-            const message2 = "Block scalars with more-indented leading empty lines must use an explicit indentation indicator";
-            onError(offset + indent.length, "MISSING_CHAR", message2);
+            const message = "Block scalars with more-indented leading empty lines must use an explicit indentation indicator";
+            onError(offset + indent.length, "MISSING_CHAR", message);
           }
           if (header2.indent === 0)
             trimIndent = indent.length;
           contentStart = i;
           if (trimIndent === 0 && !ctx2.atRoot) {
-            const message2 = "Block scalar values in collections must be indented";
-            onError(offset, "BAD_INDENT", message2);
+            const message = "Block scalar values in collections must be indented";
+            onError(offset, "BAD_INDENT", message);
           }
           break;
         }
@@ -26540,8 +26540,8 @@ var require_resolve_block_scalar = __commonJS({
           content = content.slice(0, -1);
         if (content && indent.length < trimIndent) {
           const src = header2.indent ? "explicit indentation indicator" : "first line";
-          const message2 = `Block scalar lines must not be less indented than their ${src}`;
-          onError(offset - content.length - (crlf ? 2 : 1), "BAD_INDENT", message2);
+          const message = `Block scalar lines must not be less indented than their ${src}`;
+          onError(offset - content.length - (crlf ? 2 : 1), "BAD_INDENT", message);
           indent = "";
         }
         if (type === Scalar.Scalar.BLOCK_LITERAL) {
@@ -26619,8 +26619,8 @@ var require_resolve_block_scalar = __commonJS({
             break;
           case "comment":
             if (strict && !hasSpace) {
-              const message2 = "Comments must be separated from other tokens by white space characters";
-              onError(token, "MISSING_CHAR", message2);
+              const message = "Comments must be separated from other tokens by white space characters";
+              onError(token, "MISSING_CHAR", message);
             }
             length += token.source.length;
             comment = token.source.substring(1);
@@ -26631,8 +26631,8 @@ var require_resolve_block_scalar = __commonJS({
             break;
           /* istanbul ignore next should not happen */
           default: {
-            const message2 = `Unexpected token in block scalar header: ${token.type}`;
-            onError(token, "UNEXPECTED_TOKEN", message2);
+            const message = `Unexpected token in block scalar header: ${token.type}`;
+            onError(token, "UNEXPECTED_TOKEN", message);
             const ts = token.source;
             if (ts && typeof ts === "string")
               length += ts.length;
@@ -26887,18 +26887,18 @@ var require_compose_scalar = __commonJS({
     function composeScalar(ctx2, token, tagToken, onError) {
       const { value, type, comment, range } = token.type === "block-scalar" ? resolveBlockScalar.resolveBlockScalar(ctx2, token, onError) : resolveFlowScalar.resolveFlowScalar(token, ctx2.options.strict, onError);
       const tagName = tagToken ? ctx2.directives.tagName(tagToken.source, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg)) : null;
-      let tag2;
+      let tag;
       if (ctx2.options.stringKeys && ctx2.atKey) {
-        tag2 = ctx2.schema[identity.SCALAR];
+        tag = ctx2.schema[identity.SCALAR];
       } else if (tagName)
-        tag2 = findScalarTagByName(ctx2.schema, value, tagName, tagToken, onError);
+        tag = findScalarTagByName(ctx2.schema, value, tagName, tagToken, onError);
       else if (token.type === "scalar")
-        tag2 = findScalarTagByTest(ctx2, value, token, onError);
+        tag = findScalarTagByTest(ctx2, value, token, onError);
       else
-        tag2 = ctx2.schema[identity.SCALAR];
+        tag = ctx2.schema[identity.SCALAR];
       let scalar;
       try {
-        const res = tag2.resolve(value, (msg) => onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg), ctx2.options);
+        const res = tag.resolve(value, (msg) => onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg), ctx2.options);
         scalar = identity.isScalar(res) ? res : new Scalar.Scalar(res);
       } catch (error62) {
         const msg = error62 instanceof Error ? error62.message : String(error62);
@@ -26911,8 +26911,8 @@ var require_compose_scalar = __commonJS({
         scalar.type = type;
       if (tagName)
         scalar.tag = tagName;
-      if (tag2.format)
-        scalar.format = tag2.format;
+      if (tag.format)
+        scalar.format = tag.format;
       if (comment)
         scalar.comment = comment;
       return scalar;
@@ -26921,17 +26921,17 @@ var require_compose_scalar = __commonJS({
       if (tagName === "!")
         return schema[identity.SCALAR];
       const matchWithTest = [];
-      for (const tag2 of schema.tags) {
-        if (!tag2.collection && tag2.tag === tagName) {
-          if (tag2.default && tag2.test)
-            matchWithTest.push(tag2);
+      for (const tag of schema.tags) {
+        if (!tag.collection && tag.tag === tagName) {
+          if (tag.default && tag.test)
+            matchWithTest.push(tag);
           else
-            return tag2;
+            return tag;
         }
       }
-      for (const tag2 of matchWithTest)
-        if (tag2.test?.test(value))
-          return tag2;
+      for (const tag of matchWithTest)
+        if (tag.test?.test(value))
+          return tag;
       const kt = schema.knownTags[tagName];
       if (kt && !kt.collection) {
         schema.tags.push(Object.assign({}, kt, { default: false, test: void 0 }));
@@ -26941,17 +26941,17 @@ var require_compose_scalar = __commonJS({
       return schema[identity.SCALAR];
     }
     function findScalarTagByTest({ atKey, directives, schema }, value, token, onError) {
-      const tag2 = schema.tags.find((tag3) => (tag3.default === true || atKey && tag3.default === "key") && tag3.test?.test(value)) || schema[identity.SCALAR];
+      const tag = schema.tags.find((tag2) => (tag2.default === true || atKey && tag2.default === "key") && tag2.test?.test(value)) || schema[identity.SCALAR];
       if (schema.compat) {
-        const compat = schema.compat.find((tag3) => tag3.default && tag3.test?.test(value)) ?? schema[identity.SCALAR];
-        if (tag2.tag !== compat.tag) {
-          const ts = directives.tagString(tag2.tag);
+        const compat = schema.compat.find((tag2) => tag2.default && tag2.test?.test(value)) ?? schema[identity.SCALAR];
+        if (tag.tag !== compat.tag) {
+          const ts = directives.tagString(tag.tag);
           const cs = directives.tagString(compat.tag);
           const msg = `Value may be parsed as either ${ts} or ${cs}`;
           onError(token, "TAG_RESOLVE_FAILED", msg, true);
         }
       }
-      return tag2;
+      return tag;
     }
     exports.composeScalar = composeScalar;
   }
@@ -27000,20 +27000,20 @@ var require_compose_node = __commonJS({
     var CN = { composeNode, composeEmptyNode };
     function composeNode(ctx2, token, props, onError) {
       const atKey = ctx2.atKey;
-      const { spaceBefore, comment, anchor: anchor2, tag: tag2 } = props;
+      const { spaceBefore, comment, anchor: anchor2, tag } = props;
       let node2;
       let isSrcToken = true;
       switch (token.type) {
         case "alias":
           node2 = composeAlias(ctx2, token, onError);
-          if (anchor2 || tag2)
+          if (anchor2 || tag)
             onError(token, "ALIAS_PROPS", "An alias node must not specify any properties");
           break;
         case "scalar":
         case "single-quoted-scalar":
         case "double-quoted-scalar":
         case "block-scalar":
-          node2 = composeScalar.composeScalar(ctx2, token, tag2, onError);
+          node2 = composeScalar.composeScalar(ctx2, token, tag, onError);
           if (anchor2)
             node2.anchor = anchor2.source.substring(1);
           break;
@@ -27025,13 +27025,13 @@ var require_compose_node = __commonJS({
             if (anchor2)
               node2.anchor = anchor2.source.substring(1);
           } catch (error62) {
-            const message2 = error62 instanceof Error ? error62.message : String(error62);
-            onError(token, "RESOURCE_EXHAUSTION", message2);
+            const message = error62 instanceof Error ? error62.message : String(error62);
+            onError(token, "RESOURCE_EXHAUSTION", message);
           }
           break;
         default: {
-          const message2 = token.type === "error" ? token.message : `Unsupported token (type: ${token.type})`;
-          onError(token, "UNEXPECTED_TOKEN", message2);
+          const message = token.type === "error" ? token.message : `Unsupported token (type: ${token.type})`;
+          onError(token, "UNEXPECTED_TOKEN", message);
           isSrcToken = false;
         }
       }
@@ -27040,7 +27040,7 @@ var require_compose_node = __commonJS({
         onError(anchor2, "BAD_ALIAS", "Anchor cannot be an empty string");
       if (atKey && ctx2.options.stringKeys && (!identity.isScalar(node2) || typeof node2.value !== "string" || node2.tag && node2.tag !== "tag:yaml.org,2002:str")) {
         const msg = "With stringKeys, all keys must be strings";
-        onError(tag2 ?? token, "NON_STRING_KEY", msg);
+        onError(tag ?? token, "NON_STRING_KEY", msg);
       }
       if (spaceBefore)
         node2.spaceBefore = true;
@@ -27054,14 +27054,14 @@ var require_compose_node = __commonJS({
         node2.srcToken = token;
       return node2;
     }
-    function composeEmptyNode(ctx2, offset, before, pos, { spaceBefore, comment, anchor: anchor2, tag: tag2, end }, onError) {
+    function composeEmptyNode(ctx2, offset, before, pos, { spaceBefore, comment, anchor: anchor2, tag, end }, onError) {
       const token = {
         type: "scalar",
         offset: utilEmptyScalarPosition.emptyScalarPosition(offset, before, pos),
         indent: -1,
         source: ""
       };
-      const node2 = composeScalar.composeScalar(ctx2, token, tag2, onError);
+      const node2 = composeScalar.composeScalar(ctx2, token, tag, onError);
       if (anchor2) {
         node2.anchor = anchor2.source.substring(1);
         if (node2.anchor === "")
@@ -27187,12 +27187,12 @@ var require_composer = __commonJS({
         this.prelude = [];
         this.errors = [];
         this.warnings = [];
-        this.onError = (source, code, message2, warning) => {
+        this.onError = (source, code, message, warning) => {
           const pos = getErrorPos(source);
           if (warning)
-            this.warnings.push(new errors.YAMLWarning(pos, code, message2));
+            this.warnings.push(new errors.YAMLWarning(pos, code, message));
           else
-            this.errors.push(new errors.YAMLParseError(pos, code, message2));
+            this.errors.push(new errors.YAMLParseError(pos, code, message));
         };
         this.directives = new directives.Directives({ version: options.version || "1.2" });
         this.options = options;
@@ -27262,10 +27262,10 @@ ${cb}` : comment;
           console.dir(token, { depth: null });
         switch (token.type) {
           case "directive":
-            this.directives.add(token.source, (offset, message2, warning) => {
+            this.directives.add(token.source, (offset, message, warning) => {
               const pos = getErrorPos(token);
               pos[0] += offset;
-              this.onError(pos, "BAD_DIRECTIVE", message2, warning);
+              this.onError(pos, "BAD_DIRECTIVE", message, warning);
             });
             this.prelude.push(token.source);
             this.atDirectives = true;
@@ -27354,12 +27354,12 @@ var require_cst_scalar = __commonJS({
     var stringifyString = require_stringifyString();
     function resolveAsScalar(token, strict = true, onError) {
       if (token) {
-        const _onError = (pos, code, message2) => {
+        const _onError = (pos, code, message) => {
           const offset = typeof pos === "number" ? pos : Array.isArray(pos) ? pos[0] : pos.offset;
           if (onError)
-            onError(offset, code, message2);
+            onError(offset, code, message);
           else
-            throw new errors.YAMLParseError([offset, offset + 1], code, message2);
+            throw new errors.YAMLParseError([offset, offset + 1], code, message);
         };
         switch (token.type) {
           case "scalar":
@@ -28519,8 +28519,8 @@ var require_parser = __commonJS({
         }
         const type = cst.tokenType(source);
         if (!type) {
-          const message2 = `Not a YAML token: ${source}`;
-          yield* this.pop({ type: "error", offset: this.offset, message: message2, source });
+          const message = `Not a YAML token: ${source}`;
+          yield* this.pop({ type: "error", offset: this.offset, message, source });
           this.offset += source.length;
         } else if (type === "scalar") {
           this.atNewLine = false;
@@ -28610,8 +28610,8 @@ var require_parser = __commonJS({
       *pop(error62) {
         const token = error62 ?? this.stack.pop();
         if (!token) {
-          const message2 = "Tried to pop an empty stack";
-          yield { type: "error", offset: this.offset, source: "", message: message2 };
+          const message = "Tried to pop an empty stack";
+          yield { type: "error", offset: this.offset, source: "", message };
         } else if (this.stack.length === 0) {
           yield token;
         } else {
@@ -29433,1020 +29433,6 @@ var init_duration = __esm({
   }
 });
 
-// node_modules/jose/dist/webapi/lib/buffer_utils.js
-function concat(...buffers) {
-  const size = buffers.reduce((acc, { length }) => acc + length, 0), buf = new Uint8Array(size);
-  let i = 0;
-  for (const buffer of buffers)
-    buf.set(buffer, i), i += buffer.length;
-  return buf;
-}
-function encode3(string4) {
-  if (typeof string4 == "string" && string4.length >= 128) {
-    if (NON_ASCII.test(string4))
-      throw new TypeError("non-ASCII string encountered in encode()");
-    return encoder.encode(string4);
-  }
-  const bytes = new Uint8Array(string4.length);
-  for (let i = 0; i < string4.length; i++) {
-    const code = string4.charCodeAt(i);
-    if (code > 127)
-      throw new TypeError("non-ASCII string encountered in encode()");
-    bytes[i] = code;
-  }
-  return bytes;
-}
-function encodeBase64(input2, url2 = false) {
-  if (Uint8Array.prototype.toBase64)
-    return input2.toBase64({ alphabet: url2 ? "base64url" : "base64", omitPadding: url2 });
-  const CHUNK_SIZE = 32768, arr = [];
-  for (let i = 0; i < input2.length; i += CHUNK_SIZE)
-    arr.push(String.fromCharCode.apply(null, input2.subarray(i, i + CHUNK_SIZE)));
-  const encoded = btoa(arr.join(""));
-  return url2 ? encoded.replace(/=/g, "").replace(/\+/g, "-").replace(/\//g, "_") : encoded;
-}
-function decodeBase64(encoded, url2 = false) {
-  if (Uint8Array.fromBase64)
-    return Uint8Array.fromBase64(encoded, { alphabet: url2 ? "base64url" : "base64" });
-  if (url2) {
-    if (encoded.includes("+") || encoded.includes("/"))
-      throw new TypeError("Invalid base64url");
-    encoded = encoded.replace(/-/g, "+").replace(/_/g, "/");
-  }
-  const binary = atob(encoded), bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++)
-    bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-var encoder, decoder, strictDecoder, UINT32_RANGE, NON_ASCII;
-var init_buffer_utils = __esm({
-  "node_modules/jose/dist/webapi/lib/buffer_utils.js"() {
-    encoder = new TextEncoder();
-    decoder = new TextDecoder();
-    strictDecoder = new TextDecoder("utf-8", { fatal: true });
-    UINT32_RANGE = 2 ** 32;
-    NON_ASCII = /[^\x00-\x7f]/;
-  }
-});
-
-// node_modules/jose/dist/webapi/util/errors.js
-var errors_exports2 = {};
-__export(errors_exports2, {
-  JOSEAlgNotAllowed: () => JOSEAlgNotAllowed,
-  JOSEError: () => JOSEError,
-  JOSENotSupported: () => JOSENotSupported,
-  JWEDecryptionFailed: () => JWEDecryptionFailed,
-  JWEInvalid: () => JWEInvalid,
-  JWKInvalid: () => JWKInvalid,
-  JWKSInvalid: () => JWKSInvalid,
-  JWKSMultipleMatchingKeys: () => JWKSMultipleMatchingKeys,
-  JWKSNoMatchingKey: () => JWKSNoMatchingKey,
-  JWKSTimeout: () => JWKSTimeout,
-  JWSInvalid: () => JWSInvalid,
-  JWSSignatureVerificationFailed: () => JWSSignatureVerificationFailed,
-  JWTClaimValidationFailed: () => JWTClaimValidationFailed,
-  JWTExpired: () => JWTExpired,
-  JWTInvalid: () => JWTInvalid
-});
-var JOSEError, JWTClaimValidationFailed, JWTExpired, JOSEAlgNotAllowed, JOSENotSupported, JWEDecryptionFailed, JWEInvalid, JWSInvalid, JWTInvalid, JWKInvalid, JWKSInvalid, JWKSNoMatchingKey, JWKSMultipleMatchingKeys, JWKSTimeout, JWSSignatureVerificationFailed;
-var init_errors3 = __esm({
-  "node_modules/jose/dist/webapi/util/errors.js"() {
-    JOSEError = class extends Error {
-      static code = "ERR_JOSE_GENERIC";
-      code = "ERR_JOSE_GENERIC";
-      constructor(message2, options) {
-        super(message2, options), this.name = this.constructor.name, Error.captureStackTrace?.(this, this.constructor);
-      }
-    };
-    JWTClaimValidationFailed = class extends JOSEError {
-      static code = "ERR_JWT_CLAIM_VALIDATION_FAILED";
-      code = "ERR_JWT_CLAIM_VALIDATION_FAILED";
-      claim;
-      reason;
-      payload;
-      constructor(message2, payload, claim2 = "unspecified", reason = "unspecified") {
-        super(message2, { cause: { claim: claim2, reason, payload } }), this.claim = claim2, this.reason = reason, this.payload = payload;
-      }
-    };
-    JWTExpired = class extends JOSEError {
-      static code = "ERR_JWT_EXPIRED";
-      code = "ERR_JWT_EXPIRED";
-      claim;
-      reason;
-      payload;
-      constructor(message2, payload, claim2 = "unspecified", reason = "unspecified") {
-        super(message2, { cause: { claim: claim2, reason, payload } }), this.claim = claim2, this.reason = reason, this.payload = payload;
-      }
-    };
-    JOSEAlgNotAllowed = class extends JOSEError {
-      static code = "ERR_JOSE_ALG_NOT_ALLOWED";
-      code = "ERR_JOSE_ALG_NOT_ALLOWED";
-    };
-    JOSENotSupported = class extends JOSEError {
-      static code = "ERR_JOSE_NOT_SUPPORTED";
-      code = "ERR_JOSE_NOT_SUPPORTED";
-    };
-    JWEDecryptionFailed = class extends JOSEError {
-      static code = "ERR_JWE_DECRYPTION_FAILED";
-      code = "ERR_JWE_DECRYPTION_FAILED";
-      constructor(message2 = "decryption operation failed", options) {
-        super(message2, options);
-      }
-    };
-    JWEInvalid = class extends JOSEError {
-      static code = "ERR_JWE_INVALID";
-      code = "ERR_JWE_INVALID";
-    };
-    JWSInvalid = class extends JOSEError {
-      static code = "ERR_JWS_INVALID";
-      code = "ERR_JWS_INVALID";
-    };
-    JWTInvalid = class extends JOSEError {
-      static code = "ERR_JWT_INVALID";
-      code = "ERR_JWT_INVALID";
-    };
-    JWKInvalid = class extends JOSEError {
-      static code = "ERR_JWK_INVALID";
-      code = "ERR_JWK_INVALID";
-    };
-    JWKSInvalid = class extends JOSEError {
-      static code = "ERR_JWKS_INVALID";
-      code = "ERR_JWKS_INVALID";
-    };
-    JWKSNoMatchingKey = class extends JOSEError {
-      static code = "ERR_JWKS_NO_MATCHING_KEY";
-      code = "ERR_JWKS_NO_MATCHING_KEY";
-      constructor(message2 = "no applicable key found in the JSON Web Key Set", options) {
-        super(message2, options);
-      }
-    };
-    JWKSMultipleMatchingKeys = class extends JOSEError {
-      [Symbol.asyncIterator] = async function* () {
-      };
-      static code = "ERR_JWKS_MULTIPLE_MATCHING_KEYS";
-      code = "ERR_JWKS_MULTIPLE_MATCHING_KEYS";
-      constructor(message2 = "multiple matching keys found in the JSON Web Key Set", options) {
-        super(message2, options);
-      }
-    };
-    JWKSTimeout = class extends JOSEError {
-      static code = "ERR_JWKS_TIMEOUT";
-      code = "ERR_JWKS_TIMEOUT";
-      constructor(message2 = "request timed out", options) {
-        super(message2, options);
-      }
-    };
-    JWSSignatureVerificationFailed = class extends JOSEError {
-      static code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
-      code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
-      constructor(message2 = "signature verification failed", options) {
-        super(message2, options);
-      }
-    };
-  }
-});
-
-// node_modules/jose/dist/webapi/util/base64url.js
-function decode3(input2) {
-  try {
-    return decodeBase64(typeof input2 == "string" ? input2 : decoder.decode(input2), true);
-  } catch (cause) {
-    throw new TypeError(invalid, { cause });
-  }
-}
-function encode4(input2) {
-  return encodeBase64(typeof input2 == "string" ? encoder.encode(input2) : input2, true);
-}
-var invalid;
-var init_base64url = __esm({
-  "node_modules/jose/dist/webapi/util/base64url.js"() {
-    init_buffer_utils();
-    invalid = "The input to be decoded is not correctly encoded.";
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/validate.js
-function isObject2(input2) {
-  if (typeof input2 != "object" || input2 === null || Object.prototype.toString.call(input2) !== "[object Object]")
-    return false;
-  const prototype = Object.getPrototypeOf(input2);
-  return prototype === null || Object.getPrototypeOf(prototype) === null;
-}
-function isJwkSet(input2) {
-  return isObject2(input2) && Array.isArray(input2.keys) && Array.from(input2.keys).every(isObject2);
-}
-function isDisjoint(...headers) {
-  const parameters = /* @__PURE__ */ new Set();
-  for (const header2 of headers)
-    if (header2)
-      for (const parameter of Object.keys(header2)) {
-        if (parameters.has(parameter))
-          return false;
-        parameters.add(parameter);
-      }
-  return true;
-}
-function assertNotSet(value, name2) {
-  if (value !== void 0)
-    throw new TypeError(`${name2} can only be called once`);
-}
-function decodeBase64url(value, label, ErrorClass) {
-  try {
-    return decode3(value);
-  } catch (cause) {
-    throw new ErrorClass(`Failed to base64url decode the ${label}`, { cause });
-  }
-}
-function parseJoseHeader(encodedProtectedHeader, ErrorClass, message2) {
-  let parsed;
-  try {
-    parsed = JSON.parse(strictDecoder.decode(decode3(encodedProtectedHeader)));
-  } catch (cause) {
-    throw new ErrorClass(message2, { cause });
-  }
-  if (!isObject2(parsed))
-    throw new ErrorClass(message2);
-  return parsed;
-}
-function validateCritDuplicates(Err, protectedHeader) {
-  const { crit } = protectedHeader ?? {};
-  if (Array.isArray(crit) && new Set(crit).size !== crit.length)
-    throw new Err('"crit" (Critical) Header Parameter MUST NOT contain duplicate values');
-}
-function validateCrit(Err, recognizedDefault, recognizedOption, protectedHeader, joseHeader) {
-  if (joseHeader.crit !== void 0 && protectedHeader?.crit === void 0)
-    throw new Err('"crit" (Critical) Header Parameter MUST be integrity protected');
-  if (!protectedHeader || protectedHeader.crit === void 0)
-    return [];
-  if (!Array.isArray(protectedHeader.crit) || protectedHeader.crit.length === 0 || protectedHeader.crit.some((input2) => typeof input2 != "string" || input2.length === 0))
-    throw new Err('"crit" (Critical) Header Parameter MUST be an array of non-empty strings when present');
-  const recognized = recognizedOption === void 0 ? recognizedDefault : { __proto__: null, ...recognizedOption, ...recognizedDefault };
-  for (const parameter of protectedHeader.crit) {
-    if (!(parameter in recognized))
-      throw new JOSENotSupported(`Extension Header Parameter "${parameter}" is not recognized`);
-    if (!Object.hasOwn(joseHeader, parameter) || joseHeader[parameter] === void 0)
-      throw new Err(`Extension Header Parameter "${parameter}" is missing`);
-    if (recognized[parameter] && (!Object.hasOwn(protectedHeader, parameter) || protectedHeader[parameter] === void 0))
-      throw new Err(`Extension Header Parameter "${parameter}" MUST be integrity protected`);
-  }
-  return protectedHeader.crit;
-}
-function validateB64(protectedHeader, extensions) {
-  if (extensions.includes("b64")) {
-    const b642 = protectedHeader.b64;
-    if (typeof b642 != "boolean")
-      throw new JWSInvalid('The "b64" (base64url-encode payload) Header Parameter must be a boolean');
-    return b642;
-  }
-  return true;
-}
-function serializeJoseHeader(Err, header2) {
-  let serialized, parsed;
-  try {
-    serialized = JSON.stringify(header2), parsed = JSON.parse(serialized);
-  } catch (cause) {
-    throw new Err("JOSE Header is not valid JSON", { cause });
-  }
-  if (!isObject2(parsed))
-    throw new Err("JOSE Header is not a JSON object");
-  return [parsed, serialized];
-}
-var JWS_RECOGNIZED;
-var init_validate = __esm({
-  "node_modules/jose/dist/webapi/lib/validate.js"() {
-    init_errors3();
-    init_base64url();
-    init_buffer_utils();
-    JWS_RECOGNIZED = { __proto__: null, b64: true };
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/key.js
-async function prepareKey(entry, key2, usage) {
-  const { alg, secret } = entry, requiresPrivateKey = usage === "decrypt" || usage === "sign";
-  if (secret && key2 instanceof Uint8Array)
-    return key2;
-  let normalized, keyObject;
-  if (isObject2(key2)) {
-    if (normalized = normalizeJwk(key2), typeof normalized.kty != "string")
-      throw invalidKeyType(alg, key2, secret);
-    if (!(secret ? normalized.kty === "oct" && typeof normalized.k == "string" : normalized.kty !== "oct" && (requiresPrivateKey ? normalized.kty === "AKP" && typeof normalized.priv == "string" || typeof normalized.d == "string" : normalized.d === void 0 && normalized.priv === void 0)))
-      throw new TypeError(secret ? 'JSON Web Key for symmetric algorithms must have JWK "kty" (Key Type) equal to "oct" and the JWK "k" (Key Value) present' : `JSON Web Key for this operation must be a ${requiresPrivateKey ? "private" : "public"} JWK`);
-    if (jwkMatchesOp(entry, normalized, usage), normalized.kty === "oct")
-      return decode3(normalized.k);
-    if (!Object.isFrozen(key2)) {
-      const { key_ops } = key2;
-      Array.isArray(key_ops) && Object.freeze(key_ops), Object.freeze(key2);
-    }
-  } else {
-    if (!isKeyLike(key2))
-      throw invalidKeyType(alg, key2, secret);
-    const expectedType = secret ? "secret" : requiresPrivateKey ? "private" : "public";
-    if (key2.type !== expectedType && (secret || ["secret", "public", "private"].includes(key2.type)))
-      throw new TypeError(`${tag(key2)} instances must be of type "${expectedType}" for the ${alg} algorithm`);
-    if (isCryptoKey(key2))
-      return key2;
-    if (keyObject = key2, keyObject.type === "secret")
-      return keyObject.export();
-  }
-  cache ||= /* @__PURE__ */ new WeakMap();
-  const cacheKey = key2;
-  let cached2 = cache.get(cacheKey);
-  if (cached2?.[alg])
-    return cached2[alg];
-  if (cached2 || cache.set(cacheKey, cached2 = {}), keyObject && typeof keyObject.toCryptoKey == "function") {
-    const isPublic = keyObject.type === "public", crv = nist[keyObject.asymmetricKeyDetails?.namedCurve], params = entry.resolve?.({ crv, asymmetricKeyType: keyObject.asymmetricKeyType }) ?? entry.subtle;
-    return cached2[alg] = keyObject.toCryptoKey(params, isPublic, entry.usages[isPublic ? 0 : 1]);
-  }
-  return normalized ??= keyObject.export({ format: "jwk" }), normalized.alg = alg, cached2[alg] = await jwkToKey(entry, normalized);
-}
-function message(msg, actual, ...types) {
-  if (types.length > 2) {
-    const last = types.pop();
-    msg += `one of type ${types.join(", ")}, or ${last}.`;
-  } else types.length === 2 ? msg += `one of type ${types[0]} or ${types[1]}.` : msg += `of type ${types[0]}.`;
-  return actual == null ? msg += ` Received ${actual}` : typeof actual == "function" && actual.name ? msg += ` Received function ${actual.name}` : typeof actual == "object" && actual != null && actual.constructor?.name && (msg += ` Received an instance of ${actual.constructor.name}`), msg;
-}
-function invalidKeyType(alg, actual, secret) {
-  const types = ["CryptoKey", "KeyObject", "JSON Web Key"];
-  return secret && types.push("Uint8Array"), new TypeError(message(`Key for the ${alg} algorithm must be `, actual, ...types));
-}
-function checkUsage(key2, usage) {
-  if (usage && !key2.usages.includes(usage))
-    throw new TypeError(`CryptoKey does not support this operation, its usages must include ${usage}.`);
-}
-function checkModulusLength(alg, key2) {
-  const { modulusLength } = key2.algorithm;
-  if (typeof modulusLength != "number" || modulusLength < 2048)
-    throw new TypeError(`${alg} requires key modulusLength to be 2048 bits or larger`);
-}
-function checkCryptoKey(key2, expected, usage) {
-  const algorithm = key2.algorithm;
-  if (algorithm.name !== expected.name)
-    throw unusable(expected.name);
-  if (expected.hash && algorithm.hash?.name !== expected.hash)
-    throw unusable(expected.hash, "algorithm.hash");
-  if (expected.namedCurve && algorithm.namedCurve !== expected.namedCurve)
-    throw unusable(expected.namedCurve, "algorithm.namedCurve");
-  if (expected.length !== void 0 && algorithm.length !== expected.length)
-    throw unusable(expected.length, "algorithm.length");
-  checkUsage(key2, usage);
-}
-function snapshotJwk(jwk) {
-  return { __proto__: null, ...jwk };
-}
-function normalizeJwk(jwk) {
-  const normalized = snapshotJwk(jwk);
-  if (normalized.ext !== void 0 && typeof normalized.ext != "boolean")
-    throw new TypeError('"ext" (Extractable) Parameter must be a boolean');
-  if (normalized.key_ops !== void 0) {
-    const value = normalized.key_ops, keyOps = Array.isArray(value) ? [...value] : void 0;
-    if (!keyOps || keyOps.some((operation) => typeof operation != "string") || new Set(keyOps).size !== keyOps.length)
-      throw new TypeError('"key_ops" (Key Operations) Parameter must be an array of unique strings');
-    normalized.key_ops = keyOps;
-  }
-  return normalized;
-}
-async function jwkToKey(entry, jwk, extractable) {
-  if (!entry.kty.includes(jwk.kty))
-    throw new JOSENotSupported('Invalid or unsupported JWK "alg" (Algorithm) Parameter value');
-  const algorithm = entry.resolve?.({ kty: jwk.kty, crv: jwk.crv }) ?? entry.subtle, isPrivate = !!(jwk.d || jwk.priv), keyData = { ...jwk, ext: extractable ?? jwk.ext };
-  return keyData.kty !== "AKP" && delete keyData.alg, delete keyData.use, crypto.subtle.importKey("jwk", keyData, algorithm, keyData.ext ?? !isPrivate, jwk.key_ops ?? entry.usages[isPrivate ? 1 : 0]);
-}
-async function rawKey(key2, expected, usage, extractable = false) {
-  return key2 instanceof Uint8Array && (key2 = await crypto.subtle.importKey("raw", key2, expected, extractable, [usage])), checkCryptoKey(key2, expected, usage), key2;
-}
-var tag, jwkMatchesOp, cache, nist, isCryptoKey, isKeyObject, isKeyLike, unusable;
-var init_key = __esm({
-  "node_modules/jose/dist/webapi/lib/key.js"() {
-    init_validate();
-    init_base64url();
-    init_errors3();
-    tag = (key2) => key2[Symbol.toStringTag];
-    jwkMatchesOp = (entry, key2, usage) => {
-      const { alg } = entry;
-      if (key2.use !== void 0) {
-        const expected = usage === "sign" || usage === "verify" ? "sig" : "enc";
-        if (key2.use !== expected)
-          throw new TypeError(`Invalid key for this operation, its "use" must be "${expected}" when present`);
-      }
-      if (key2.kty === "AKP" && key2.alg === void 0)
-        throw new TypeError('missing "alg" (Algorithm) Parameter value');
-      if (key2.alg !== void 0 && key2.alg !== alg)
-        throw new TypeError(`Invalid key for this operation, its "alg" must be "${alg}" when present`);
-      if (Array.isArray(key2.key_ops)) {
-        const expectedKeyOp = usage === "encrypt" || usage === "decrypt" ? entry.ops?.[usage === "encrypt" ? 0 : 1] : usage;
-        if (expectedKeyOp && !key2.key_ops.includes(expectedKeyOp))
-          throw new TypeError(`Invalid key for this operation, its "key_ops" must include "${expectedKeyOp}" when present`);
-      }
-    };
-    nist = {
-      __proto__: null,
-      prime256v1: "P-256",
-      secp384r1: "P-384",
-      secp521r1: "P-521"
-    };
-    isCryptoKey = (key2) => {
-      if (key2?.[Symbol.toStringTag] === "CryptoKey")
-        return true;
-      try {
-        return key2 instanceof CryptoKey;
-      } catch {
-        return false;
-      }
-    };
-    isKeyObject = (key2) => key2?.[Symbol.toStringTag] === "KeyObject";
-    isKeyLike = (key2) => isCryptoKey(key2) || isKeyObject(key2);
-    unusable = (name2, prop = "algorithm.name") => new TypeError(`CryptoKey does not support this operation, its ${prop} must be ${name2}`);
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/key_descriptor.js
-function table(entries) {
-  const out2 = { __proto__: null };
-  for (const alg in entries)
-    out2[alg] = { ...entries[alg], alg };
-  return out2;
-}
-var init_key_descriptor = __esm({
-  "node_modules/jose/dist/webapi/lib/key_descriptor.js"() {
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/jws_algorithms.js
-function hmac(bits) {
-  const subtle = { name: "HMAC", hash: `SHA-${bits}` };
-  return { kty: ["oct"], secret: true, subtle, signing: subtle, usages: sig };
-}
-function rsa(bits, saltLength) {
-  const subtle = { name: saltLength ? "RSA-PSS" : "RSASSA-PKCS1-v1_5", hash: `SHA-${bits}` };
-  return {
-    kty: ["RSA"],
-    subtle,
-    signing: saltLength ? { ...subtle, saltLength } : subtle,
-    usages: sig,
-    minRsaBits: 2048
-  };
-}
-function ecdsa(crv, bits) {
-  return {
-    kty: ["EC"],
-    crv,
-    subtle: { name: "ECDSA", namedCurve: crv },
-    signing: { name: "ECDSA", hash: `SHA-${bits}` },
-    usages: sig
-  };
-}
-function eddsa() {
-  const subtle = { name: "Ed25519" };
-  return {
-    kty: ["OKP"],
-    crv: "Ed25519",
-    subtle,
-    signing: subtle,
-    usages: sig
-  };
-}
-function mldsa(parameterSet) {
-  const subtle = { name: `ML-DSA-${parameterSet}` };
-  return {
-    kty: ["AKP"],
-    subtle,
-    signing: subtle,
-    usages: sig
-  };
-}
-function jwsAlgorithm(alg) {
-  const entry = typeof alg == "string" ? JWS[alg] : void 0;
-  if (!entry)
-    throw new JOSENotSupported(`alg ${alg} is not supported either by JOSE or your javascript runtime`);
-  return entry;
-}
-var sig, JWS;
-var init_jws_algorithms = __esm({
-  "node_modules/jose/dist/webapi/lib/jws_algorithms.js"() {
-    init_errors3();
-    init_key_descriptor();
-    sig = [["verify"], ["sign"]];
-    JWS = table({
-      HS256: hmac(256),
-      HS384: hmac(384),
-      HS512: hmac(512),
-      RS256: rsa(256),
-      RS384: rsa(384),
-      RS512: rsa(512),
-      PS256: rsa(256, 32),
-      PS384: rsa(384, 48),
-      PS512: rsa(512, 64),
-      ES256: ecdsa("P-256", 256),
-      ES384: ecdsa("P-384", 384),
-      ES512: ecdsa("P-521", 512),
-      EdDSA: eddsa(),
-      Ed25519: eddsa(),
-      "ML-DSA-44": mldsa(44),
-      "ML-DSA-65": mldsa(65),
-      "ML-DSA-87": mldsa(87)
-    });
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/jwt_claims_set.js
-function invalidDuration() {
-  throw new TypeError("Invalid time period format");
-}
-function secs(str3) {
-  typeof str3 != "string" && invalidDuration();
-  const matched = REGEX.exec(str3);
-  (!matched || matched[4] && matched[1]) && invalidDuration();
-  const value = parseFloat(matched[2]), durationSeconds2 = Math.round(value * multipliers[matched[3][0].toLowerCase()]);
-  return Number.isFinite(durationSeconds2) || invalidDuration(), matched[1] === "-" || matched[4]?.toLowerCase() === "ago" ? -durationSeconds2 : durationSeconds2;
-}
-function validateInput(label, input2) {
-  if (!Number.isFinite(input2))
-    throw new TypeError(`Invalid ${label} input`);
-  return input2;
-}
-function validateStringClaim(claim2, value) {
-  if (typeof value != "string")
-    throw new TypeError(`"${claim2}" claim must be a string`);
-}
-function validateAudienceClaim(value) {
-  if (typeof value != "string" && (!Array.isArray(value) || Array.from(value).some((member) => typeof member != "string")))
-    throw new TypeError('"aud" claim must be a string or an array of strings');
-}
-function numericDate(value, label) {
-  return typeof value == "number" ? validateInput(label, value) : value instanceof Date ? validateInput(label, epoch(value)) : epoch(/* @__PURE__ */ new Date()) + secs(value);
-}
-function validateNumericDate(claimsSet, claim2, required4 = false) {
-  const value = claimsSet[claim2];
-  if (!(value === void 0 && !required4)) {
-    if (typeof value != "number")
-      throw new JWTClaimValidationFailed(`"${claim2}" claim must be a number`, claimsSet, claim2, "invalid");
-    return value;
-  }
-}
-function unexpectedClaim(claimsSet, claim2) {
-  throw new JWTClaimValidationFailed(`unexpected "${claim2}" claim value`, claimsSet, claim2, checkFailed);
-}
-function validateClaimsSet(protectedHeader, claimsSetBytes, options = {}) {
-  let claimsSet;
-  try {
-    claimsSet = JSON.parse(strictDecoder.decode(claimsSetBytes));
-  } catch (cause) {
-    throw new JWTInvalid("JWT Claims Set must be a top-level JSON object", { cause });
-  }
-  if (!isObject2(claimsSet))
-    throw new JWTInvalid("JWT Claims Set must be a top-level JSON object");
-  const { typ } = options;
-  if (typ !== void 0 && (typeof protectedHeader.typ != "string" || normalizeTyp(protectedHeader.typ) !== normalizeTyp(typ)))
-    throw new JWTClaimValidationFailed('unexpected "typ" JWT header value', claimsSet, "typ", checkFailed);
-  const { requiredClaims = [], issuer, subject, audience, maxTokenAge } = options, presenceCheck = [...requiredClaims];
-  maxTokenAge !== void 0 && presenceCheck.push("iat"), audience !== void 0 && presenceCheck.push("aud"), subject !== void 0 && presenceCheck.push("sub"), issuer !== void 0 && presenceCheck.push("iss");
-  for (const claim2 of new Set(presenceCheck.reverse()))
-    if (!Object.hasOwn(claimsSet, claim2))
-      throw new JWTClaimValidationFailed(`missing required "${claim2}" claim`, claimsSet, claim2, "missing");
-  issuer !== void 0 && !(Array.isArray(issuer) ? issuer : [issuer]).includes(claimsSet.iss) && unexpectedClaim(claimsSet, "iss"), subject !== void 0 && claimsSet.sub !== subject && unexpectedClaim(claimsSet, "sub"), audience !== void 0 && !checkAudiencePresence(claimsSet.aud, typeof audience == "string" ? [audience] : audience) && unexpectedClaim(claimsSet, "aud");
-  const { clockTolerance } = options;
-  let tolerance = 0;
-  if (typeof clockTolerance == "string")
-    tolerance = secs(clockTolerance);
-  else if (clockTolerance !== void 0) {
-    if (typeof clockTolerance != "number")
-      throw new TypeError("Invalid clockTolerance option type");
-    tolerance = clockTolerance;
-  }
-  if (validateInput("clockTolerance option", tolerance), tolerance < 0)
-    throw new TypeError("Invalid clockTolerance option input");
-  const { currentDate } = options, now = validateInput("currentDate option", epoch(currentDate === void 0 ? /* @__PURE__ */ new Date() : currentDate)), iat = validateNumericDate(claimsSet, "iat", maxTokenAge !== void 0), nbf = validateNumericDate(claimsSet, "nbf");
-  if (nbf !== void 0 && nbf > now + tolerance)
-    throw new JWTClaimValidationFailed('"nbf" claim timestamp check failed', claimsSet, "nbf", checkFailed);
-  const exp = validateNumericDate(claimsSet, "exp");
-  if (exp !== void 0 && exp <= now - tolerance)
-    throw new JWTExpired('"exp" claim timestamp check failed', claimsSet, "exp", checkFailed);
-  if (maxTokenAge !== void 0) {
-    const age = now - iat, max = validateInput("maxTokenAge option", typeof maxTokenAge == "number" ? maxTokenAge : secs(maxTokenAge));
-    if (max < 0)
-      throw new TypeError("Invalid maxTokenAge option input");
-    if (age - tolerance > max)
-      throw new JWTExpired('"iat" claim timestamp check failed (too far in the past)', claimsSet, "iat", checkFailed);
-    if (age < -tolerance)
-      throw new JWTClaimValidationFailed('"iat" claim timestamp check failed (it should be in the past)', claimsSet, "iat", checkFailed);
-  }
-  return claimsSet;
-}
-function producerClaimsSet(producer) {
-  return producerClaimsSets.get(producer);
-}
-function jwtClaimsSetBytes(producer) {
-  const claimsSet = producerClaimsSet(producer);
-  for (const claim2 of ["iat", "nbf", "exp"]) {
-    const value = claimsSet[claim2];
-    if (typeof value == "number" && !Number.isFinite(value))
-      throw new TypeError(`"${claim2}" claim must be a finite number`);
-  }
-  return encoder.encode(JSON.stringify(claimsSet));
-}
-var epoch, multipliers, REGEX, checkFailed, normalizeTyp, checkAudiencePresence, producerClaimsSets, JWTClaimsBuilder;
-var init_jwt_claims_set = __esm({
-  "node_modules/jose/dist/webapi/lib/jwt_claims_set.js"() {
-    init_errors3();
-    init_buffer_utils();
-    init_validate();
-    epoch = (date5) => Math.floor(date5.getTime() / 1e3);
-    multipliers = {
-      s: 1,
-      m: 60,
-      h: 3600,
-      d: 86400,
-      w: 604800,
-      y: 31557600
-    };
-    REGEX = /^(\+|\-)? ?(\d+|\d+\.\d+) ?(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w|years?|yrs?|y)(?: (ago|from now))?$/i;
-    checkFailed = "check_failed";
-    normalizeTyp = (value) => {
-      const normalized = value.toLowerCase();
-      return value.includes("/") ? normalized : `application/${normalized}`;
-    };
-    checkAudiencePresence = (audPayload, audOption) => typeof audPayload == "string" ? audOption.includes(audPayload) : Array.isArray(audPayload) ? audOption.some((aud) => audPayload.includes(aud)) : false;
-    JWTClaimsBuilder = class {
-      constructor(claimsSet = {}) {
-        if (!isObject2(claimsSet))
-          throw new TypeError("JWT Claims Set MUST be an object");
-        (producerClaimsSets ||= /* @__PURE__ */ new WeakMap()).set(this, structuredClone(claimsSet));
-      }
-      setIssuer(value) {
-        return validateStringClaim("iss", value), producerClaimsSet(this).iss = value, this;
-      }
-      setSubject(value) {
-        return validateStringClaim("sub", value), producerClaimsSet(this).sub = value, this;
-      }
-      setAudience(value) {
-        return validateAudienceClaim(value), producerClaimsSet(this).aud = value, this;
-      }
-      setJti(value) {
-        return validateStringClaim("jti", value), producerClaimsSet(this).jti = value, this;
-      }
-      setNotBefore(value) {
-        return producerClaimsSet(this).nbf = numericDate(value, "setNotBefore"), this;
-      }
-      setExpirationTime(value) {
-        return producerClaimsSet(this).exp = numericDate(value, "setExpirationTime"), this;
-      }
-      setIssuedAt(value) {
-        const claimsSet = producerClaimsSet(this);
-        return value === void 0 ? claimsSet.iat = epoch(/* @__PURE__ */ new Date()) : typeof value == "string" ? claimsSet.iat = validateInput("setIssuedAt", epoch(/* @__PURE__ */ new Date()) + secs(value)) : claimsSet.iat = numericDate(value, "setIssuedAt"), this;
-      }
-    };
-  }
-});
-
-// node_modules/jose/dist/webapi/lib/jws_sign.js
-async function createSignature(input2, key2, rejectUnencoded) {
-  let [payload, protectedHeader, unprotectedHeader, crit] = input2, encodedProtectedHeader = "";
-  if (protectedHeader !== void 0) {
-    const normalized = serializeJoseHeader(JWSInvalid, protectedHeader);
-    protectedHeader = normalized[0], encodedProtectedHeader = encode4(normalized[1]);
-  }
-  if (unprotectedHeader !== void 0 && (unprotectedHeader = serializeJoseHeader(JWSInvalid, unprotectedHeader)[0]), !protectedHeader && !unprotectedHeader)
-    throw new JWSInvalid("either setProtectedHeader or setUnprotectedHeader must be called before #sign()");
-  if (!isDisjoint(protectedHeader, unprotectedHeader))
-    throw new JWSInvalid("JWS Protected and JWS Unprotected Header Parameter names must be disjoint");
-  const joseHeader = { ...protectedHeader, ...unprotectedHeader };
-  validateCritDuplicates(JWSInvalid, protectedHeader);
-  const b642 = validateB64(protectedHeader, validateCrit(JWSInvalid, JWS_RECOGNIZED, crit, protectedHeader, joseHeader));
-  b642 || rejectUnencoded?.();
-  const { alg } = joseHeader;
-  if (typeof alg != "string" || !alg)
-    throw new JWSInvalid('JWS "alg" (Algorithm) Header Parameter missing or invalid');
-  const entry = jwsAlgorithm(alg);
-  let encodedPayload = "", signingPayload = payload, signingInput;
-  if (b642) {
-    const encodedPayloadCache = input2[4];
-    encodedPayloadCache ? (encodedPayload = encodedPayloadCache[0] ??= encode4(payload), signingPayload = encodedPayloadCache[1] ??= encode3(encodedPayload)) : (encodedPayload = encode4(payload), signingInput = encoder.encode(`${encodedProtectedHeader}.${encodedPayload}`));
-  }
-  signingInput ??= concat(encode3(encodedProtectedHeader), encode3("."), signingPayload);
-  const signingKey = await rawKey(await prepareKey(entry, key2, "sign"), entry.subtle, "sign");
-  entry.minRsaBits && checkModulusLength(entry.alg, signingKey);
-  const jws = {
-    signature: encode4(new Uint8Array(await crypto.subtle.sign(entry.signing, signingKey, signingInput))),
-    payload: encodedPayload
-  };
-  return protectedHeader && (jws.protected = encodedProtectedHeader), unprotectedHeader && (jws.header = unprotectedHeader), [jws, b642];
-}
-async function createCompactSignature(payload, protectedHeader, crit, key2, rejectUnencoded) {
-  const [jws] = await createSignature([payload, protectedHeader, void 0, crit], key2, rejectUnencoded);
-  return `${jws.protected}.${jws.payload}.${jws.signature}`;
-}
-var init_jws_sign = __esm({
-  "node_modules/jose/dist/webapi/lib/jws_sign.js"() {
-    init_base64url();
-    init_jws_algorithms();
-    init_validate();
-    init_errors3();
-    init_buffer_utils();
-    init_key();
-  }
-});
-
-// node_modules/jose/dist/webapi/jwt/sign.js
-var SignJWT_base, SignJWT;
-var init_sign = __esm({
-  "node_modules/jose/dist/webapi/jwt/sign.js"() {
-    init_jws_sign();
-    init_errors3();
-    init_jwt_claims_set();
-    init_validate();
-    SignJWT_base = JWTClaimsBuilder;
-    SignJWT = class extends SignJWT_base {
-      #protectedHeader;
-      setProtectedHeader(protectedHeader) {
-        return assertNotSet(this.#protectedHeader, "setProtectedHeader"), this.#protectedHeader = protectedHeader, this;
-      }
-      async sign(key2, options) {
-        return createCompactSignature(jwtClaimsSetBytes(this), this.#protectedHeader, options?.crit, key2, () => {
-          throw new JWTInvalid("JWTs MUST NOT use unencoded payload");
-        });
-      }
-    };
-  }
-});
-
-// node_modules/jose/dist/webapi/jwks/local.js
-function isUsableJWK(jwk, entry, alg, kid) {
-  const { kty, key_ops: keyOps, ext, kid: jwkKid, alg: jwkAlg, use, crv } = jwk;
-  return (ext === void 0 || typeof ext == "boolean") && (keyOps === void 0 || Array.isArray(keyOps) && keyOps.every((operation, index) => typeof operation == "string" && keyOps.indexOf(operation) === index) && keyOps.includes("verify")) && entry.kty.includes(kty) && (kid === void 0 || typeof kid == "string" && kid === jwkKid) && (jwkAlg === void 0 ? kty !== "AKP" : alg === jwkAlg) && (use === void 0 || use === "sig") && (!entry.crv || crv === entry.crv);
-}
-async function importWithAlgCache(cache2, jwk, entry) {
-  const cached2 = cache2.get(jwk) || cache2.set(jwk, {}).get(jwk), { alg } = entry;
-  if (cached2[alg] === void 0) {
-    const pending = jwkToKey(entry, jwk, true).then((key2) => {
-      if (key2.type !== "public")
-        throw new JWKSInvalid("JSON Web Key Set members must be public keys");
-      return cached2[alg] = key2, key2;
-    }).catch((error62) => {
-      throw cached2[alg] === pending && delete cached2[alg], error62;
-    });
-    cached2[alg] = pending;
-  }
-  return cached2[alg];
-}
-function createLocalJWKSet(jwks) {
-  let snapshot;
-  try {
-    snapshot = structuredClone(jwks);
-  } catch (cause) {
-    throw new JWKSInvalid("JSON Web Key Set malformed", { cause });
-  }
-  if (!isJwkSet(snapshot))
-    throw new JWKSInvalid("JSON Web Key Set malformed");
-  const metadata2 = snapshot.keys.map((jwk) => {
-    const normalized = snapshotJwk(jwk);
-    return Array.isArray(normalized.key_ops) && (normalized.key_ops = [...normalized.key_ops]), normalized;
-  }), cached2 = /* @__PURE__ */ new WeakMap();
-  return Object.defineProperty(async (protectedHeader, token) => {
-    const { alg, kid } = { ...protectedHeader, ...token?.header }, entry = typeof alg == "string" ? JWS[alg] : void 0;
-    if (!entry || entry.secret)
-      throw new JOSENotSupported('Unsupported "alg" value for a JSON Web Key Set');
-    const candidates = snapshot.keys.filter((_, index) => isUsableJWK(metadata2[index], entry, alg, kid)), { 0: jwk, length } = candidates;
-    if (!length)
-      throw new JWKSNoMatchingKey();
-    if (length !== 1) {
-      const error62 = new JWKSMultipleMatchingKeys();
-      throw error62[Symbol.asyncIterator] = async function* () {
-        for (const jwk2 of candidates)
-          try {
-            yield await importWithAlgCache(cached2, jwk2, entry);
-          } catch {
-          }
-      }, error62;
-    }
-    return importWithAlgCache(cached2, jwk, entry);
-  }, "jwks", {
-    value: () => structuredClone(snapshot)
-  });
-}
-var init_local = __esm({
-  "node_modules/jose/dist/webapi/jwks/local.js"() {
-    init_key();
-    init_jws_algorithms();
-    init_errors3();
-    init_validate();
-  }
-});
-
-// node_modules/jose/dist/webapi/jwks/remote.js
-function isCloudflareWorkers() {
-  return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
-}
-async function fetchJwks(url2, headers, signal, fetchImpl = fetch) {
-  const response = await fetchImpl(url2, {
-    method: "GET",
-    signal,
-    redirect: "manual",
-    headers
-  }).catch((err) => {
-    throw err.name === "TimeoutError" ? new JWKSTimeout(void 0, { cause: err }) : err;
-  });
-  if (response.status !== 200)
-    throw new JOSEError("Expected 200 OK from the JSON Web Key Set HTTP response");
-  try {
-    return await response.json();
-  } catch (cause) {
-    throw signal.aborted ? new JWKSTimeout(void 0, { cause }) : new JOSEError("Failed to parse the JSON Web Key Set HTTP response as JSON", { cause });
-  }
-}
-function isFreshFor(timestamp, duration6) {
-  return Number.isFinite(timestamp) && Date.now() < timestamp + duration6;
-}
-function validateDuration(value, fallback, option) {
-  if (Number.isNaN(value))
-    throw new TypeError(`"${option}" option must not be NaN`);
-  if (typeof value == "number" && value < 0)
-    throw new TypeError(`"${option}" option must not be negative`);
-  return typeof value == "number" ? value : fallback;
-}
-function createRemoteJWKSet(url2, options) {
-  if (!(url2 instanceof URL))
-    throw new TypeError("url must be an instance of URL");
-  const href = new URL(url2.href).href, opts = options ?? {}, timeoutOption = opts.timeoutDuration;
-  if (typeof timeoutOption == "number" && (!Number.isInteger(timeoutOption) || timeoutOption < 0))
-    throw new TypeError('"timeoutDuration" option must be a non-negative integer');
-  const timeoutDuration = typeof timeoutOption == "number" ? timeoutOption : 5e3, cooldownDuration = validateDuration(opts.cooldownDuration, 3e4, "cooldownDuration"), cacheMaxAge = validateDuration(opts.cacheMaxAge, 6e5, "cacheMaxAge"), headers = new Headers(opts.headers);
-  USER_AGENT && !headers.has("User-Agent") && headers.set("User-Agent", USER_AGENT), headers.has("accept") || headers.set("accept", "application/json, application/jwk-set+json");
-  const fetchImpl = opts[customFetch], cache2 = opts[jwksCache];
-  let jwksTimestamp, pendingFetch, reloadSequence = 0, appliedSequence = 0, local;
-  if (cache2 && typeof cache2 == "object") {
-    const { uat, jwks } = cache2;
-    isFreshFor(uat, cacheMaxAge) && isJwkSet(jwks) && (jwksTimestamp = uat, local = createLocalJWKSet(jwks));
-  }
-  const reload = async () => {
-    if (pendingFetch && isCloudflareWorkers() && (pendingFetch = void 0), !pendingFetch) {
-      const sequence = ++reloadSequence, current = pendingFetch = fetchJwks(href, headers, AbortSignal.timeout(timeoutDuration), fetchImpl).then((json2) => {
-        const next = createLocalJWKSet(json2);
-        if (sequence <= appliedSequence)
-          return;
-        local = next;
-        const updatedAt = Date.now();
-        cache2 && (cache2.uat = updatedAt, cache2.jwks = json2), jwksTimestamp = updatedAt, appliedSequence = sequence;
-      }).finally(() => {
-        pendingFetch === current && (pendingFetch = void 0);
-      });
-    }
-    await pendingFetch;
-  };
-  return Object.defineProperties(async (protectedHeader, token) => {
-    (!local || !isFreshFor(jwksTimestamp, cacheMaxAge)) && await reload();
-    try {
-      return await local(protectedHeader, token);
-    } catch (err) {
-      if (err instanceof JWKSNoMatchingKey && !isFreshFor(jwksTimestamp, cooldownDuration))
-        return await reload(), local(protectedHeader, token);
-      throw err;
-    }
-  }, {
-    coolingDown: {
-      get: () => isFreshFor(jwksTimestamp, cooldownDuration),
-      enumerable: true
-    },
-    fresh: {
-      get: () => isFreshFor(jwksTimestamp, cacheMaxAge),
-      enumerable: true
-    },
-    reload: {
-      value: reload,
-      enumerable: true
-    },
-    reloading: {
-      get: () => !!pendingFetch,
-      enumerable: true
-    },
-    jwks: {
-      value: () => local?.jwks(),
-      enumerable: true
-    }
-  });
-}
-var USER_AGENT, customFetch, jwksCache;
-var init_remote = __esm({
-  "node_modules/jose/dist/webapi/jwks/remote.js"() {
-    init_errors3();
-    init_local();
-    init_validate();
-    (typeof navigator > "u" || !navigator.userAgent?.startsWith?.("Mozilla/5.0 ")) && (USER_AGENT = "jose/v6.2.18");
-    customFetch = /* @__PURE__ */ Symbol();
-    jwksCache = /* @__PURE__ */ Symbol();
-  }
-});
-
-// node_modules/jose/dist/webapi/jwt/unsecured.js
-var UnsecuredJWT_base, UnsecuredJWT;
-var init_unsecured = __esm({
-  "node_modules/jose/dist/webapi/jwt/unsecured.js"() {
-    init_base64url();
-    init_validate();
-    init_errors3();
-    init_jwt_claims_set();
-    UnsecuredJWT_base = JWTClaimsBuilder;
-    UnsecuredJWT = class extends UnsecuredJWT_base {
-      encode() {
-        const encodedProtectedHeader = encode4(JSON.stringify({ alg: "none" })), encodedPayload = encode4(jwtClaimsSetBytes(this));
-        return `${encodedProtectedHeader}.${encodedPayload}.`;
-      }
-      static decode(jwt2, options) {
-        if (typeof jwt2 != "string")
-          throw new JWTInvalid("Unsecured JWT must be a string");
-        const { 0: encodedHeader, 1: encodedPayload, 2: signature, length } = jwt2.split(".");
-        if (length !== 3 || signature !== "")
-          throw new JWTInvalid("Invalid Unsecured JWT");
-        let header2, b642;
-        try {
-          header2 = parseJoseHeader(encodedHeader, JWSInvalid, "JWS Protected Header is invalid");
-          const extensions = validateCrit(JWSInvalid, JWS_RECOGNIZED, void 0, header2, header2);
-          b642 = validateB64(header2, extensions);
-        } catch (cause) {
-          throw cause instanceof JWSInvalid ? new JWTInvalid("Invalid Unsecured JWT", { cause }) : cause;
-        }
-        if (header2.alg !== "none")
-          throw new JWTInvalid("Invalid Unsecured JWT");
-        if (!b642)
-          throw new JWTInvalid("JWTs MUST NOT use unencoded payload");
-        return { payload: validateClaimsSet(header2, decodeBase64url(encodedPayload, "payload", JWTInvalid), options), header: header2 };
-      }
-    };
-  }
-});
-
-// node_modules/jose/dist/webapi/util/decode_protected_header.js
-function decodeProtectedHeader(token) {
-  let encodedProtectedHeader;
-  if (typeof token == "string") {
-    const parts = token.split(".");
-    (parts.length === 3 || parts.length === 5) && ([encodedProtectedHeader] = parts);
-  } else if (typeof token == "object" && token)
-    if ("protected" in token)
-      encodedProtectedHeader = token.protected;
-    else
-      throw new TypeError("Token does not contain a Protected Header");
-  const invalid2 = "Invalid Token or Protected Header formatting";
-  if (typeof encodedProtectedHeader != "string" || !encodedProtectedHeader)
-    throw new TypeError(invalid2);
-  return parseJoseHeader(encodedProtectedHeader, TypeError, invalid2);
-}
-var init_decode_protected_header = __esm({
-  "node_modules/jose/dist/webapi/util/decode_protected_header.js"() {
-    init_validate();
-  }
-});
-
-// node_modules/jose/dist/webapi/util/decode_jwt.js
-function decodeJwt(jwt2) {
-  if (typeof jwt2 != "string")
-    throw new JWTInvalid("JWTs must use Compact JWS serialization, JWT must be a string");
-  const { 1: encodedPayload, length } = jwt2.split(".");
-  if (length === 5)
-    throw new JWTInvalid("Only JWTs using Compact JWS serialization can be decoded");
-  if (length !== 3)
-    throw new JWTInvalid("Invalid JWT");
-  if (!encodedPayload)
-    throw new JWTInvalid("JWTs must contain a payload");
-  let claimsSetBytes;
-  try {
-    claimsSetBytes = decode3(encodedPayload);
-  } catch (cause) {
-    throw new JWTInvalid("Failed to base64url decode the payload", { cause });
-  }
-  let claimsSet;
-  try {
-    claimsSet = JSON.parse(strictDecoder.decode(claimsSetBytes));
-  } catch (cause) {
-    throw new JWTInvalid("Failed to parse the decoded payload as JSON", { cause });
-  }
-  if (!isObject2(claimsSet))
-    throw new JWTInvalid("Invalid JWT Claims Set");
-  return claimsSet;
-}
-var init_decode_jwt = __esm({
-  "node_modules/jose/dist/webapi/util/decode_jwt.js"() {
-    init_base64url();
-    init_buffer_utils();
-    init_validate();
-    init_errors3();
-  }
-});
-
-// node_modules/jose/dist/webapi/index.js
-var init_webapi = __esm({
-  "node_modules/jose/dist/webapi/index.js"() {
-    init_sign();
-    init_local();
-    init_remote();
-    init_unsecured();
-    init_decode_protected_header();
-    init_decode_jwt();
-    init_errors3();
-  }
-});
-
 // src/protocol/ssh.ts
 import {
   createHash,
@@ -30788,11 +29774,11 @@ import { isIP as isIP3 } from "node:net";
 function headerSize(len) {
   return len < 128 ? 2 : len < 256 ? 3 : len < 65536 ? 4 : 5;
 }
-function tlv(tag2, ...parts) {
+function tlv(tag, ...parts) {
   let len = 0;
   for (const p of parts) len += p.length;
   const out2 = Buffer.allocUnsafe(headerSize(len) + len);
-  out2[0] = tag2;
+  out2[0] = tag;
   let off = 2;
   if (len < 128) out2[1] = len;
   else {
@@ -30820,10 +29806,10 @@ function bitString(bytes) {
 function extension(id, critical, value) {
   return critical ? tlv(TAG.SEQUENCE, id, TRUE, tlv(TAG.OCTET_STRING, value)) : tlv(TAG.SEQUENCE, id, tlv(TAG.OCTET_STRING, value));
 }
-function readTlv(buf, off, limit, tag2) {
+function readTlv(buf, off, limit, tag) {
   if (off + 2 > limit) throw new Error("DER: truncated");
   const t = buf[off];
-  if (tag2 !== void 0 && t !== tag2) throw new Error(`DER: expected tag 0x${tag2.toString(16)} at ${off}`);
+  if (tag !== void 0 && t !== tag) throw new Error(`DER: expected tag 0x${tag.toString(16)} at ${off}`);
   let len = buf[off + 1];
   let body = off + 2;
   if (len >= 128) {
@@ -31386,7 +30372,7 @@ var init_x509 = __esm({
 });
 
 // src/server/ca/jwt.ts
-import { createPublicKey as createPublicKey3 } from "node:crypto";
+import { createPublicKey as createPublicKey3, sign as sign3 } from "node:crypto";
 function p256PublicJwk(key2) {
   const spki = createPublicKey3(key2).export({ type: "spki", format: "der" });
   if (spki.length !== P256_SPKI_PREFIX.length + 64 || !spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX))
@@ -31409,11 +30395,10 @@ function openIdConfiguration(publicUrl) {
     claims_supported: ["sub", "aud", "exp", "iat", "iss", "jti", "bot_name", "join_method"]
   });
 }
-var JWT_ALG, JwtIssuer;
+var JWT_ALG, JwtIssuer, b64url;
 var init_jwt = __esm({
   "src/server/ca/jwt.ts"() {
     "use strict";
-    init_webapi();
     init_x509();
     JWT_ALG = "ES256";
     JwtIssuer = class {
@@ -31437,14 +30422,30 @@ var init_jwt = __esm({
         return this.jwksBody;
       }
       async sign(claims, opts) {
-        return new SignJWT(claims).setProtectedHeader({ alg: JWT_ALG, kid: this.current.kid, typ: "JWT" }).setIssuer(opts.issuer).setSubject(opts.subject).setAudience(opts.audience.length === 1 ? opts.audience[0] : opts.audience).setIssuedAt(opts.issuedAt).setExpirationTime(opts.expiresAt).setJti(opts.jti).sign(this.current.privateKey);
+        const header2 = b64url({ alg: JWT_ALG, kid: this.current.kid, typ: "JWT" });
+        const payload = b64url({
+          ...claims,
+          iss: opts.issuer,
+          sub: opts.subject,
+          aud: opts.audience.length === 1 ? opts.audience[0] : opts.audience,
+          iat: opts.issuedAt,
+          exp: opts.expiresAt,
+          jti: opts.jti
+        });
+        const input2 = `${header2}.${payload}`;
+        const sig2 = sign3("sha256", Buffer.from(input2), {
+          key: this.current.privateKey,
+          dsaEncoding: "ieee-p1363"
+        });
+        return `${input2}.${sig2.toString("base64url")}`;
       }
     };
+    b64url = (json2) => Buffer.from(JSON.stringify(json2)).toString("base64url");
   }
 });
 
 // src/server/ca/ssh.ts
-import { generateKeyPairSync, randomBytes as randomBytes2, sign as sign3 } from "node:crypto";
+import { generateKeyPairSync, randomBytes as randomBytes2, sign as sign4 } from "node:crypto";
 function byName(a, b) {
   return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }
@@ -31594,7 +30595,7 @@ var init_ssh2 = __esm({
         const keyFields = subject.subarray(4 + subject.readUInt32BE(0));
         const certKeyType = certTypeFor(keyType);
         const body = new SshWriter().string(certKeyType).string(random(32)).raw(keyFields).uint64(serial).uint32(certType).string(spec.keyId).string(principals.toBuffer()).uint64(validAfter).uint64(validBefore).string(criticalBlob).string(extensionsBlob).raw(this.tail).toBuffer();
-        const sig2 = sign3(null, body, this.privateKey);
+        const sig2 = sign4(null, body, this.privateKey);
         const cert = new SshWriter().raw(body).string(new SshWriter().string("ssh-ed25519").string(sig2).toBuffer()).toBuffer();
         return `${certKeyType} ${cert.toString("base64")} ${spec.keyId}`;
       }
@@ -31689,18 +30690,18 @@ var init_authorities = __esm({
 });
 
 // src/server/joinmethods/errors.ts
-var errors_exports3 = {};
-__export(errors_exports3, {
+var errors_exports2 = {};
+__export(errors_exports2, {
   JoinError: () => JoinError,
   denied: () => denied
 });
 var JoinError, denied;
-var init_errors4 = __esm({
+var init_errors3 = __esm({
   "src/server/joinmethods/errors.ts"() {
     "use strict";
     JoinError = class extends Error {
-      constructor(code, message2, hint, detail, status = code === "denied" ? 403 : code === "not_found" ? 404 : code === "unavailable" ? 503 : code === "rate_limited" ? 429 : code === "internal" ? 500 : 400) {
-        super(message2);
+      constructor(code, message, hint, detail, status = code === "denied" ? 403 : code === "not_found" ? 404 : code === "unavailable" ? 503 : code === "rate_limited" ? 429 : code === "internal" ? 500 : 400) {
+        super(message);
         this.code = code;
         this.hint = hint;
         this.detail = detail;
@@ -31712,7 +30713,7 @@ var init_errors4 = __esm({
       status;
       name = "JoinError";
     };
-    denied = (message2, hint, detail) => new JoinError("denied", message2, hint, detail);
+    denied = (message, hint, detail) => new JoinError("denied", message, hint, detail);
   }
 });
 
@@ -31742,7 +30743,7 @@ var hashSecret;
 var init_token = __esm({
   "src/server/joinmethods/token.ts"() {
     "use strict";
-    init_errors4();
+    init_errors3();
     hashSecret = (secret) => createHash3("sha256").update(secret).digest("hex");
   }
 });
@@ -31778,6 +30779,763 @@ function describeProblems(problems) {
 var init_validation = __esm({
   "src/protocol/validation.ts"() {
     "use strict";
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/buffer_utils.js
+function encodeBase64(input2, url2 = false) {
+  if (Uint8Array.prototype.toBase64)
+    return input2.toBase64({ alphabet: url2 ? "base64url" : "base64", omitPadding: url2 });
+  const CHUNK_SIZE = 32768, arr = [];
+  for (let i = 0; i < input2.length; i += CHUNK_SIZE)
+    arr.push(String.fromCharCode.apply(null, input2.subarray(i, i + CHUNK_SIZE)));
+  const encoded = btoa(arr.join(""));
+  return url2 ? encoded.replace(/=/g, "").replace(/\+/g, "-").replace(/\//g, "_") : encoded;
+}
+function decodeBase64(encoded, url2 = false) {
+  if (Uint8Array.fromBase64)
+    return Uint8Array.fromBase64(encoded, { alphabet: url2 ? "base64url" : "base64" });
+  if (url2) {
+    if (encoded.includes("+") || encoded.includes("/"))
+      throw new TypeError("Invalid base64url");
+    encoded = encoded.replace(/-/g, "+").replace(/_/g, "/");
+  }
+  const binary = atob(encoded), bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++)
+    bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+var encoder, decoder, strictDecoder, UINT32_RANGE;
+var init_buffer_utils = __esm({
+  "node_modules/jose/dist/webapi/lib/buffer_utils.js"() {
+    encoder = new TextEncoder();
+    decoder = new TextDecoder();
+    strictDecoder = new TextDecoder("utf-8", { fatal: true });
+    UINT32_RANGE = 2 ** 32;
+  }
+});
+
+// node_modules/jose/dist/webapi/util/errors.js
+var errors_exports3 = {};
+__export(errors_exports3, {
+  JOSEAlgNotAllowed: () => JOSEAlgNotAllowed,
+  JOSEError: () => JOSEError,
+  JOSENotSupported: () => JOSENotSupported,
+  JWEDecryptionFailed: () => JWEDecryptionFailed,
+  JWEInvalid: () => JWEInvalid,
+  JWKInvalid: () => JWKInvalid,
+  JWKSInvalid: () => JWKSInvalid,
+  JWKSMultipleMatchingKeys: () => JWKSMultipleMatchingKeys,
+  JWKSNoMatchingKey: () => JWKSNoMatchingKey,
+  JWKSTimeout: () => JWKSTimeout,
+  JWSInvalid: () => JWSInvalid,
+  JWSSignatureVerificationFailed: () => JWSSignatureVerificationFailed,
+  JWTClaimValidationFailed: () => JWTClaimValidationFailed,
+  JWTExpired: () => JWTExpired,
+  JWTInvalid: () => JWTInvalid
+});
+var JOSEError, JWTClaimValidationFailed, JWTExpired, JOSEAlgNotAllowed, JOSENotSupported, JWEDecryptionFailed, JWEInvalid, JWSInvalid, JWTInvalid, JWKInvalid, JWKSInvalid, JWKSNoMatchingKey, JWKSMultipleMatchingKeys, JWKSTimeout, JWSSignatureVerificationFailed;
+var init_errors4 = __esm({
+  "node_modules/jose/dist/webapi/util/errors.js"() {
+    JOSEError = class extends Error {
+      static code = "ERR_JOSE_GENERIC";
+      code = "ERR_JOSE_GENERIC";
+      constructor(message, options) {
+        super(message, options), this.name = this.constructor.name, Error.captureStackTrace?.(this, this.constructor);
+      }
+    };
+    JWTClaimValidationFailed = class extends JOSEError {
+      static code = "ERR_JWT_CLAIM_VALIDATION_FAILED";
+      code = "ERR_JWT_CLAIM_VALIDATION_FAILED";
+      claim;
+      reason;
+      payload;
+      constructor(message, payload, claim2 = "unspecified", reason = "unspecified") {
+        super(message, { cause: { claim: claim2, reason, payload } }), this.claim = claim2, this.reason = reason, this.payload = payload;
+      }
+    };
+    JWTExpired = class extends JOSEError {
+      static code = "ERR_JWT_EXPIRED";
+      code = "ERR_JWT_EXPIRED";
+      claim;
+      reason;
+      payload;
+      constructor(message, payload, claim2 = "unspecified", reason = "unspecified") {
+        super(message, { cause: { claim: claim2, reason, payload } }), this.claim = claim2, this.reason = reason, this.payload = payload;
+      }
+    };
+    JOSEAlgNotAllowed = class extends JOSEError {
+      static code = "ERR_JOSE_ALG_NOT_ALLOWED";
+      code = "ERR_JOSE_ALG_NOT_ALLOWED";
+    };
+    JOSENotSupported = class extends JOSEError {
+      static code = "ERR_JOSE_NOT_SUPPORTED";
+      code = "ERR_JOSE_NOT_SUPPORTED";
+    };
+    JWEDecryptionFailed = class extends JOSEError {
+      static code = "ERR_JWE_DECRYPTION_FAILED";
+      code = "ERR_JWE_DECRYPTION_FAILED";
+      constructor(message = "decryption operation failed", options) {
+        super(message, options);
+      }
+    };
+    JWEInvalid = class extends JOSEError {
+      static code = "ERR_JWE_INVALID";
+      code = "ERR_JWE_INVALID";
+    };
+    JWSInvalid = class extends JOSEError {
+      static code = "ERR_JWS_INVALID";
+      code = "ERR_JWS_INVALID";
+    };
+    JWTInvalid = class extends JOSEError {
+      static code = "ERR_JWT_INVALID";
+      code = "ERR_JWT_INVALID";
+    };
+    JWKInvalid = class extends JOSEError {
+      static code = "ERR_JWK_INVALID";
+      code = "ERR_JWK_INVALID";
+    };
+    JWKSInvalid = class extends JOSEError {
+      static code = "ERR_JWKS_INVALID";
+      code = "ERR_JWKS_INVALID";
+    };
+    JWKSNoMatchingKey = class extends JOSEError {
+      static code = "ERR_JWKS_NO_MATCHING_KEY";
+      code = "ERR_JWKS_NO_MATCHING_KEY";
+      constructor(message = "no applicable key found in the JSON Web Key Set", options) {
+        super(message, options);
+      }
+    };
+    JWKSMultipleMatchingKeys = class extends JOSEError {
+      [Symbol.asyncIterator] = async function* () {
+      };
+      static code = "ERR_JWKS_MULTIPLE_MATCHING_KEYS";
+      code = "ERR_JWKS_MULTIPLE_MATCHING_KEYS";
+      constructor(message = "multiple matching keys found in the JSON Web Key Set", options) {
+        super(message, options);
+      }
+    };
+    JWKSTimeout = class extends JOSEError {
+      static code = "ERR_JWKS_TIMEOUT";
+      code = "ERR_JWKS_TIMEOUT";
+      constructor(message = "request timed out", options) {
+        super(message, options);
+      }
+    };
+    JWSSignatureVerificationFailed = class extends JOSEError {
+      static code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
+      code = "ERR_JWS_SIGNATURE_VERIFICATION_FAILED";
+      constructor(message = "signature verification failed", options) {
+        super(message, options);
+      }
+    };
+  }
+});
+
+// node_modules/jose/dist/webapi/util/base64url.js
+function decode3(input2) {
+  try {
+    return decodeBase64(typeof input2 == "string" ? input2 : decoder.decode(input2), true);
+  } catch (cause) {
+    throw new TypeError(invalid, { cause });
+  }
+}
+function encode3(input2) {
+  return encodeBase64(typeof input2 == "string" ? encoder.encode(input2) : input2, true);
+}
+var invalid;
+var init_base64url = __esm({
+  "node_modules/jose/dist/webapi/util/base64url.js"() {
+    init_buffer_utils();
+    invalid = "The input to be decoded is not correctly encoded.";
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/validate.js
+function isObject2(input2) {
+  if (typeof input2 != "object" || input2 === null || Object.prototype.toString.call(input2) !== "[object Object]")
+    return false;
+  const prototype = Object.getPrototypeOf(input2);
+  return prototype === null || Object.getPrototypeOf(prototype) === null;
+}
+function isJwkSet(input2) {
+  return isObject2(input2) && Array.isArray(input2.keys) && Array.from(input2.keys).every(isObject2);
+}
+function decodeBase64url(value, label, ErrorClass) {
+  try {
+    return decode3(value);
+  } catch (cause) {
+    throw new ErrorClass(`Failed to base64url decode the ${label}`, { cause });
+  }
+}
+function parseJoseHeader(encodedProtectedHeader, ErrorClass, message) {
+  let parsed;
+  try {
+    parsed = JSON.parse(strictDecoder.decode(decode3(encodedProtectedHeader)));
+  } catch (cause) {
+    throw new ErrorClass(message, { cause });
+  }
+  if (!isObject2(parsed))
+    throw new ErrorClass(message);
+  return parsed;
+}
+function validateCrit(Err, recognizedDefault, recognizedOption, protectedHeader, joseHeader) {
+  if (joseHeader.crit !== void 0 && protectedHeader?.crit === void 0)
+    throw new Err('"crit" (Critical) Header Parameter MUST be integrity protected');
+  if (!protectedHeader || protectedHeader.crit === void 0)
+    return [];
+  if (!Array.isArray(protectedHeader.crit) || protectedHeader.crit.length === 0 || protectedHeader.crit.some((input2) => typeof input2 != "string" || input2.length === 0))
+    throw new Err('"crit" (Critical) Header Parameter MUST be an array of non-empty strings when present');
+  const recognized = recognizedOption === void 0 ? recognizedDefault : { __proto__: null, ...recognizedOption, ...recognizedDefault };
+  for (const parameter of protectedHeader.crit) {
+    if (!(parameter in recognized))
+      throw new JOSENotSupported(`Extension Header Parameter "${parameter}" is not recognized`);
+    if (!Object.hasOwn(joseHeader, parameter) || joseHeader[parameter] === void 0)
+      throw new Err(`Extension Header Parameter "${parameter}" is missing`);
+    if (recognized[parameter] && (!Object.hasOwn(protectedHeader, parameter) || protectedHeader[parameter] === void 0))
+      throw new Err(`Extension Header Parameter "${parameter}" MUST be integrity protected`);
+  }
+  return protectedHeader.crit;
+}
+function validateB64(protectedHeader, extensions) {
+  if (extensions.includes("b64")) {
+    const b642 = protectedHeader.b64;
+    if (typeof b642 != "boolean")
+      throw new JWSInvalid('The "b64" (base64url-encode payload) Header Parameter must be a boolean');
+    return b642;
+  }
+  return true;
+}
+var JWS_RECOGNIZED;
+var init_validate = __esm({
+  "node_modules/jose/dist/webapi/lib/validate.js"() {
+    init_errors4();
+    init_base64url();
+    init_buffer_utils();
+    JWS_RECOGNIZED = { __proto__: null, b64: true };
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/key.js
+function snapshotJwk(jwk) {
+  return { __proto__: null, ...jwk };
+}
+async function jwkToKey(entry, jwk, extractable) {
+  if (!entry.kty.includes(jwk.kty))
+    throw new JOSENotSupported('Invalid or unsupported JWK "alg" (Algorithm) Parameter value');
+  const algorithm = entry.resolve?.({ kty: jwk.kty, crv: jwk.crv }) ?? entry.subtle, isPrivate = !!(jwk.d || jwk.priv), keyData = { ...jwk, ext: extractable ?? jwk.ext };
+  return keyData.kty !== "AKP" && delete keyData.alg, delete keyData.use, crypto.subtle.importKey("jwk", keyData, algorithm, keyData.ext ?? !isPrivate, jwk.key_ops ?? entry.usages[isPrivate ? 1 : 0]);
+}
+var init_key = __esm({
+  "node_modules/jose/dist/webapi/lib/key.js"() {
+    init_errors4();
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/key_descriptor.js
+function table(entries) {
+  const out2 = { __proto__: null };
+  for (const alg in entries)
+    out2[alg] = { ...entries[alg], alg };
+  return out2;
+}
+var init_key_descriptor = __esm({
+  "node_modules/jose/dist/webapi/lib/key_descriptor.js"() {
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/jws_algorithms.js
+function hmac(bits) {
+  const subtle = { name: "HMAC", hash: `SHA-${bits}` };
+  return { kty: ["oct"], secret: true, subtle, signing: subtle, usages: sig };
+}
+function rsa(bits, saltLength) {
+  const subtle = { name: saltLength ? "RSA-PSS" : "RSASSA-PKCS1-v1_5", hash: `SHA-${bits}` };
+  return {
+    kty: ["RSA"],
+    subtle,
+    signing: saltLength ? { ...subtle, saltLength } : subtle,
+    usages: sig,
+    minRsaBits: 2048
+  };
+}
+function ecdsa(crv, bits) {
+  return {
+    kty: ["EC"],
+    crv,
+    subtle: { name: "ECDSA", namedCurve: crv },
+    signing: { name: "ECDSA", hash: `SHA-${bits}` },
+    usages: sig
+  };
+}
+function eddsa() {
+  const subtle = { name: "Ed25519" };
+  return {
+    kty: ["OKP"],
+    crv: "Ed25519",
+    subtle,
+    signing: subtle,
+    usages: sig
+  };
+}
+function mldsa(parameterSet) {
+  const subtle = { name: `ML-DSA-${parameterSet}` };
+  return {
+    kty: ["AKP"],
+    subtle,
+    signing: subtle,
+    usages: sig
+  };
+}
+var sig, JWS;
+var init_jws_algorithms = __esm({
+  "node_modules/jose/dist/webapi/lib/jws_algorithms.js"() {
+    init_key_descriptor();
+    sig = [["verify"], ["sign"]];
+    JWS = table({
+      HS256: hmac(256),
+      HS384: hmac(384),
+      HS512: hmac(512),
+      RS256: rsa(256),
+      RS384: rsa(384),
+      RS512: rsa(512),
+      PS256: rsa(256, 32),
+      PS384: rsa(384, 48),
+      PS512: rsa(512, 64),
+      ES256: ecdsa("P-256", 256),
+      ES384: ecdsa("P-384", 384),
+      ES512: ecdsa("P-521", 512),
+      EdDSA: eddsa(),
+      Ed25519: eddsa(),
+      "ML-DSA-44": mldsa(44),
+      "ML-DSA-65": mldsa(65),
+      "ML-DSA-87": mldsa(87)
+    });
+  }
+});
+
+// node_modules/jose/dist/webapi/lib/jwt_claims_set.js
+function invalidDuration() {
+  throw new TypeError("Invalid time period format");
+}
+function secs(str3) {
+  typeof str3 != "string" && invalidDuration();
+  const matched = REGEX.exec(str3);
+  (!matched || matched[4] && matched[1]) && invalidDuration();
+  const value = parseFloat(matched[2]), durationSeconds2 = Math.round(value * multipliers[matched[3][0].toLowerCase()]);
+  return Number.isFinite(durationSeconds2) || invalidDuration(), matched[1] === "-" || matched[4]?.toLowerCase() === "ago" ? -durationSeconds2 : durationSeconds2;
+}
+function validateInput(label, input2) {
+  if (!Number.isFinite(input2))
+    throw new TypeError(`Invalid ${label} input`);
+  return input2;
+}
+function validateStringClaim(claim2, value) {
+  if (typeof value != "string")
+    throw new TypeError(`"${claim2}" claim must be a string`);
+}
+function validateAudienceClaim(value) {
+  if (typeof value != "string" && (!Array.isArray(value) || Array.from(value).some((member) => typeof member != "string")))
+    throw new TypeError('"aud" claim must be a string or an array of strings');
+}
+function numericDate(value, label) {
+  return typeof value == "number" ? validateInput(label, value) : value instanceof Date ? validateInput(label, epoch(value)) : epoch(/* @__PURE__ */ new Date()) + secs(value);
+}
+function validateNumericDate(claimsSet, claim2, required4 = false) {
+  const value = claimsSet[claim2];
+  if (!(value === void 0 && !required4)) {
+    if (typeof value != "number")
+      throw new JWTClaimValidationFailed(`"${claim2}" claim must be a number`, claimsSet, claim2, "invalid");
+    return value;
+  }
+}
+function unexpectedClaim(claimsSet, claim2) {
+  throw new JWTClaimValidationFailed(`unexpected "${claim2}" claim value`, claimsSet, claim2, checkFailed);
+}
+function validateClaimsSet(protectedHeader, claimsSetBytes, options = {}) {
+  let claimsSet;
+  try {
+    claimsSet = JSON.parse(strictDecoder.decode(claimsSetBytes));
+  } catch (cause) {
+    throw new JWTInvalid("JWT Claims Set must be a top-level JSON object", { cause });
+  }
+  if (!isObject2(claimsSet))
+    throw new JWTInvalid("JWT Claims Set must be a top-level JSON object");
+  const { typ } = options;
+  if (typ !== void 0 && (typeof protectedHeader.typ != "string" || normalizeTyp(protectedHeader.typ) !== normalizeTyp(typ)))
+    throw new JWTClaimValidationFailed('unexpected "typ" JWT header value', claimsSet, "typ", checkFailed);
+  const { requiredClaims = [], issuer, subject, audience, maxTokenAge } = options, presenceCheck = [...requiredClaims];
+  maxTokenAge !== void 0 && presenceCheck.push("iat"), audience !== void 0 && presenceCheck.push("aud"), subject !== void 0 && presenceCheck.push("sub"), issuer !== void 0 && presenceCheck.push("iss");
+  for (const claim2 of new Set(presenceCheck.reverse()))
+    if (!Object.hasOwn(claimsSet, claim2))
+      throw new JWTClaimValidationFailed(`missing required "${claim2}" claim`, claimsSet, claim2, "missing");
+  issuer !== void 0 && !(Array.isArray(issuer) ? issuer : [issuer]).includes(claimsSet.iss) && unexpectedClaim(claimsSet, "iss"), subject !== void 0 && claimsSet.sub !== subject && unexpectedClaim(claimsSet, "sub"), audience !== void 0 && !checkAudiencePresence(claimsSet.aud, typeof audience == "string" ? [audience] : audience) && unexpectedClaim(claimsSet, "aud");
+  const { clockTolerance } = options;
+  let tolerance = 0;
+  if (typeof clockTolerance == "string")
+    tolerance = secs(clockTolerance);
+  else if (clockTolerance !== void 0) {
+    if (typeof clockTolerance != "number")
+      throw new TypeError("Invalid clockTolerance option type");
+    tolerance = clockTolerance;
+  }
+  if (validateInput("clockTolerance option", tolerance), tolerance < 0)
+    throw new TypeError("Invalid clockTolerance option input");
+  const { currentDate } = options, now = validateInput("currentDate option", epoch(currentDate === void 0 ? /* @__PURE__ */ new Date() : currentDate)), iat = validateNumericDate(claimsSet, "iat", maxTokenAge !== void 0), nbf = validateNumericDate(claimsSet, "nbf");
+  if (nbf !== void 0 && nbf > now + tolerance)
+    throw new JWTClaimValidationFailed('"nbf" claim timestamp check failed', claimsSet, "nbf", checkFailed);
+  const exp = validateNumericDate(claimsSet, "exp");
+  if (exp !== void 0 && exp <= now - tolerance)
+    throw new JWTExpired('"exp" claim timestamp check failed', claimsSet, "exp", checkFailed);
+  if (maxTokenAge !== void 0) {
+    const age = now - iat, max = validateInput("maxTokenAge option", typeof maxTokenAge == "number" ? maxTokenAge : secs(maxTokenAge));
+    if (max < 0)
+      throw new TypeError("Invalid maxTokenAge option input");
+    if (age - tolerance > max)
+      throw new JWTExpired('"iat" claim timestamp check failed (too far in the past)', claimsSet, "iat", checkFailed);
+    if (age < -tolerance)
+      throw new JWTClaimValidationFailed('"iat" claim timestamp check failed (it should be in the past)', claimsSet, "iat", checkFailed);
+  }
+  return claimsSet;
+}
+function producerClaimsSet(producer) {
+  return producerClaimsSets.get(producer);
+}
+function jwtClaimsSetBytes(producer) {
+  const claimsSet = producerClaimsSet(producer);
+  for (const claim2 of ["iat", "nbf", "exp"]) {
+    const value = claimsSet[claim2];
+    if (typeof value == "number" && !Number.isFinite(value))
+      throw new TypeError(`"${claim2}" claim must be a finite number`);
+  }
+  return encoder.encode(JSON.stringify(claimsSet));
+}
+var epoch, multipliers, REGEX, checkFailed, normalizeTyp, checkAudiencePresence, producerClaimsSets, JWTClaimsBuilder;
+var init_jwt_claims_set = __esm({
+  "node_modules/jose/dist/webapi/lib/jwt_claims_set.js"() {
+    init_errors4();
+    init_buffer_utils();
+    init_validate();
+    epoch = (date5) => Math.floor(date5.getTime() / 1e3);
+    multipliers = {
+      s: 1,
+      m: 60,
+      h: 3600,
+      d: 86400,
+      w: 604800,
+      y: 31557600
+    };
+    REGEX = /^(\+|\-)? ?(\d+|\d+\.\d+) ?(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w|years?|yrs?|y)(?: (ago|from now))?$/i;
+    checkFailed = "check_failed";
+    normalizeTyp = (value) => {
+      const normalized = value.toLowerCase();
+      return value.includes("/") ? normalized : `application/${normalized}`;
+    };
+    checkAudiencePresence = (audPayload, audOption) => typeof audPayload == "string" ? audOption.includes(audPayload) : Array.isArray(audPayload) ? audOption.some((aud) => audPayload.includes(aud)) : false;
+    JWTClaimsBuilder = class {
+      constructor(claimsSet = {}) {
+        if (!isObject2(claimsSet))
+          throw new TypeError("JWT Claims Set MUST be an object");
+        (producerClaimsSets ||= /* @__PURE__ */ new WeakMap()).set(this, structuredClone(claimsSet));
+      }
+      setIssuer(value) {
+        return validateStringClaim("iss", value), producerClaimsSet(this).iss = value, this;
+      }
+      setSubject(value) {
+        return validateStringClaim("sub", value), producerClaimsSet(this).sub = value, this;
+      }
+      setAudience(value) {
+        return validateAudienceClaim(value), producerClaimsSet(this).aud = value, this;
+      }
+      setJti(value) {
+        return validateStringClaim("jti", value), producerClaimsSet(this).jti = value, this;
+      }
+      setNotBefore(value) {
+        return producerClaimsSet(this).nbf = numericDate(value, "setNotBefore"), this;
+      }
+      setExpirationTime(value) {
+        return producerClaimsSet(this).exp = numericDate(value, "setExpirationTime"), this;
+      }
+      setIssuedAt(value) {
+        const claimsSet = producerClaimsSet(this);
+        return value === void 0 ? claimsSet.iat = epoch(/* @__PURE__ */ new Date()) : typeof value == "string" ? claimsSet.iat = validateInput("setIssuedAt", epoch(/* @__PURE__ */ new Date()) + secs(value)) : claimsSet.iat = numericDate(value, "setIssuedAt"), this;
+      }
+    };
+  }
+});
+
+// node_modules/jose/dist/webapi/jwks/local.js
+function isUsableJWK(jwk, entry, alg, kid) {
+  const { kty, key_ops: keyOps, ext, kid: jwkKid, alg: jwkAlg, use, crv } = jwk;
+  return (ext === void 0 || typeof ext == "boolean") && (keyOps === void 0 || Array.isArray(keyOps) && keyOps.every((operation, index) => typeof operation == "string" && keyOps.indexOf(operation) === index) && keyOps.includes("verify")) && entry.kty.includes(kty) && (kid === void 0 || typeof kid == "string" && kid === jwkKid) && (jwkAlg === void 0 ? kty !== "AKP" : alg === jwkAlg) && (use === void 0 || use === "sig") && (!entry.crv || crv === entry.crv);
+}
+async function importWithAlgCache(cache, jwk, entry) {
+  const cached2 = cache.get(jwk) || cache.set(jwk, {}).get(jwk), { alg } = entry;
+  if (cached2[alg] === void 0) {
+    const pending = jwkToKey(entry, jwk, true).then((key2) => {
+      if (key2.type !== "public")
+        throw new JWKSInvalid("JSON Web Key Set members must be public keys");
+      return cached2[alg] = key2, key2;
+    }).catch((error62) => {
+      throw cached2[alg] === pending && delete cached2[alg], error62;
+    });
+    cached2[alg] = pending;
+  }
+  return cached2[alg];
+}
+function createLocalJWKSet(jwks) {
+  let snapshot;
+  try {
+    snapshot = structuredClone(jwks);
+  } catch (cause) {
+    throw new JWKSInvalid("JSON Web Key Set malformed", { cause });
+  }
+  if (!isJwkSet(snapshot))
+    throw new JWKSInvalid("JSON Web Key Set malformed");
+  const metadata2 = snapshot.keys.map((jwk) => {
+    const normalized = snapshotJwk(jwk);
+    return Array.isArray(normalized.key_ops) && (normalized.key_ops = [...normalized.key_ops]), normalized;
+  }), cached2 = /* @__PURE__ */ new WeakMap();
+  return Object.defineProperty(async (protectedHeader, token) => {
+    const { alg, kid } = { ...protectedHeader, ...token?.header }, entry = typeof alg == "string" ? JWS[alg] : void 0;
+    if (!entry || entry.secret)
+      throw new JOSENotSupported('Unsupported "alg" value for a JSON Web Key Set');
+    const candidates = snapshot.keys.filter((_, index) => isUsableJWK(metadata2[index], entry, alg, kid)), { 0: jwk, length } = candidates;
+    if (!length)
+      throw new JWKSNoMatchingKey();
+    if (length !== 1) {
+      const error62 = new JWKSMultipleMatchingKeys();
+      throw error62[Symbol.asyncIterator] = async function* () {
+        for (const jwk2 of candidates)
+          try {
+            yield await importWithAlgCache(cached2, jwk2, entry);
+          } catch {
+          }
+      }, error62;
+    }
+    return importWithAlgCache(cached2, jwk, entry);
+  }, "jwks", {
+    value: () => structuredClone(snapshot)
+  });
+}
+var init_local = __esm({
+  "node_modules/jose/dist/webapi/jwks/local.js"() {
+    init_key();
+    init_jws_algorithms();
+    init_errors4();
+    init_validate();
+  }
+});
+
+// node_modules/jose/dist/webapi/jwks/remote.js
+function isCloudflareWorkers() {
+  return typeof WebSocketPair < "u" || typeof navigator < "u" && navigator.userAgent === "Cloudflare-Workers" || typeof EdgeRuntime < "u" && EdgeRuntime === "vercel";
+}
+async function fetchJwks(url2, headers, signal, fetchImpl = fetch) {
+  const response = await fetchImpl(url2, {
+    method: "GET",
+    signal,
+    redirect: "manual",
+    headers
+  }).catch((err) => {
+    throw err.name === "TimeoutError" ? new JWKSTimeout(void 0, { cause: err }) : err;
+  });
+  if (response.status !== 200)
+    throw new JOSEError("Expected 200 OK from the JSON Web Key Set HTTP response");
+  try {
+    return await response.json();
+  } catch (cause) {
+    throw signal.aborted ? new JWKSTimeout(void 0, { cause }) : new JOSEError("Failed to parse the JSON Web Key Set HTTP response as JSON", { cause });
+  }
+}
+function isFreshFor(timestamp, duration6) {
+  return Number.isFinite(timestamp) && Date.now() < timestamp + duration6;
+}
+function validateDuration(value, fallback, option) {
+  if (Number.isNaN(value))
+    throw new TypeError(`"${option}" option must not be NaN`);
+  if (typeof value == "number" && value < 0)
+    throw new TypeError(`"${option}" option must not be negative`);
+  return typeof value == "number" ? value : fallback;
+}
+function createRemoteJWKSet(url2, options) {
+  if (!(url2 instanceof URL))
+    throw new TypeError("url must be an instance of URL");
+  const href = new URL(url2.href).href, opts = options ?? {}, timeoutOption = opts.timeoutDuration;
+  if (typeof timeoutOption == "number" && (!Number.isInteger(timeoutOption) || timeoutOption < 0))
+    throw new TypeError('"timeoutDuration" option must be a non-negative integer');
+  const timeoutDuration = typeof timeoutOption == "number" ? timeoutOption : 5e3, cooldownDuration = validateDuration(opts.cooldownDuration, 3e4, "cooldownDuration"), cacheMaxAge = validateDuration(opts.cacheMaxAge, 6e5, "cacheMaxAge"), headers = new Headers(opts.headers);
+  USER_AGENT && !headers.has("User-Agent") && headers.set("User-Agent", USER_AGENT), headers.has("accept") || headers.set("accept", "application/json, application/jwk-set+json");
+  const fetchImpl = opts[customFetch], cache = opts[jwksCache];
+  let jwksTimestamp, pendingFetch, reloadSequence = 0, appliedSequence = 0, local;
+  if (cache && typeof cache == "object") {
+    const { uat, jwks } = cache;
+    isFreshFor(uat, cacheMaxAge) && isJwkSet(jwks) && (jwksTimestamp = uat, local = createLocalJWKSet(jwks));
+  }
+  const reload = async () => {
+    if (pendingFetch && isCloudflareWorkers() && (pendingFetch = void 0), !pendingFetch) {
+      const sequence = ++reloadSequence, current = pendingFetch = fetchJwks(href, headers, AbortSignal.timeout(timeoutDuration), fetchImpl).then((json2) => {
+        const next = createLocalJWKSet(json2);
+        if (sequence <= appliedSequence)
+          return;
+        local = next;
+        const updatedAt = Date.now();
+        cache && (cache.uat = updatedAt, cache.jwks = json2), jwksTimestamp = updatedAt, appliedSequence = sequence;
+      }).finally(() => {
+        pendingFetch === current && (pendingFetch = void 0);
+      });
+    }
+    await pendingFetch;
+  };
+  return Object.defineProperties(async (protectedHeader, token) => {
+    (!local || !isFreshFor(jwksTimestamp, cacheMaxAge)) && await reload();
+    try {
+      return await local(protectedHeader, token);
+    } catch (err) {
+      if (err instanceof JWKSNoMatchingKey && !isFreshFor(jwksTimestamp, cooldownDuration))
+        return await reload(), local(protectedHeader, token);
+      throw err;
+    }
+  }, {
+    coolingDown: {
+      get: () => isFreshFor(jwksTimestamp, cooldownDuration),
+      enumerable: true
+    },
+    fresh: {
+      get: () => isFreshFor(jwksTimestamp, cacheMaxAge),
+      enumerable: true
+    },
+    reload: {
+      value: reload,
+      enumerable: true
+    },
+    reloading: {
+      get: () => !!pendingFetch,
+      enumerable: true
+    },
+    jwks: {
+      value: () => local?.jwks(),
+      enumerable: true
+    }
+  });
+}
+var USER_AGENT, customFetch, jwksCache;
+var init_remote = __esm({
+  "node_modules/jose/dist/webapi/jwks/remote.js"() {
+    init_errors4();
+    init_local();
+    init_validate();
+    (typeof navigator > "u" || !navigator.userAgent?.startsWith?.("Mozilla/5.0 ")) && (USER_AGENT = "jose/v6.2.18");
+    customFetch = /* @__PURE__ */ Symbol();
+    jwksCache = /* @__PURE__ */ Symbol();
+  }
+});
+
+// node_modules/jose/dist/webapi/jwt/unsecured.js
+var UnsecuredJWT_base, UnsecuredJWT;
+var init_unsecured = __esm({
+  "node_modules/jose/dist/webapi/jwt/unsecured.js"() {
+    init_base64url();
+    init_validate();
+    init_errors4();
+    init_jwt_claims_set();
+    UnsecuredJWT_base = JWTClaimsBuilder;
+    UnsecuredJWT = class extends UnsecuredJWT_base {
+      encode() {
+        const encodedProtectedHeader = encode3(JSON.stringify({ alg: "none" })), encodedPayload = encode3(jwtClaimsSetBytes(this));
+        return `${encodedProtectedHeader}.${encodedPayload}.`;
+      }
+      static decode(jwt2, options) {
+        if (typeof jwt2 != "string")
+          throw new JWTInvalid("Unsecured JWT must be a string");
+        const { 0: encodedHeader, 1: encodedPayload, 2: signature, length } = jwt2.split(".");
+        if (length !== 3 || signature !== "")
+          throw new JWTInvalid("Invalid Unsecured JWT");
+        let header2, b642;
+        try {
+          header2 = parseJoseHeader(encodedHeader, JWSInvalid, "JWS Protected Header is invalid");
+          const extensions = validateCrit(JWSInvalid, JWS_RECOGNIZED, void 0, header2, header2);
+          b642 = validateB64(header2, extensions);
+        } catch (cause) {
+          throw cause instanceof JWSInvalid ? new JWTInvalid("Invalid Unsecured JWT", { cause }) : cause;
+        }
+        if (header2.alg !== "none")
+          throw new JWTInvalid("Invalid Unsecured JWT");
+        if (!b642)
+          throw new JWTInvalid("JWTs MUST NOT use unencoded payload");
+        return { payload: validateClaimsSet(header2, decodeBase64url(encodedPayload, "payload", JWTInvalid), options), header: header2 };
+      }
+    };
+  }
+});
+
+// node_modules/jose/dist/webapi/util/decode_protected_header.js
+function decodeProtectedHeader(token) {
+  let encodedProtectedHeader;
+  if (typeof token == "string") {
+    const parts = token.split(".");
+    (parts.length === 3 || parts.length === 5) && ([encodedProtectedHeader] = parts);
+  } else if (typeof token == "object" && token)
+    if ("protected" in token)
+      encodedProtectedHeader = token.protected;
+    else
+      throw new TypeError("Token does not contain a Protected Header");
+  const invalid2 = "Invalid Token or Protected Header formatting";
+  if (typeof encodedProtectedHeader != "string" || !encodedProtectedHeader)
+    throw new TypeError(invalid2);
+  return parseJoseHeader(encodedProtectedHeader, TypeError, invalid2);
+}
+var init_decode_protected_header = __esm({
+  "node_modules/jose/dist/webapi/util/decode_protected_header.js"() {
+    init_validate();
+  }
+});
+
+// node_modules/jose/dist/webapi/util/decode_jwt.js
+function decodeJwt(jwt2) {
+  if (typeof jwt2 != "string")
+    throw new JWTInvalid("JWTs must use Compact JWS serialization, JWT must be a string");
+  const { 1: encodedPayload, length } = jwt2.split(".");
+  if (length === 5)
+    throw new JWTInvalid("Only JWTs using Compact JWS serialization can be decoded");
+  if (length !== 3)
+    throw new JWTInvalid("Invalid JWT");
+  if (!encodedPayload)
+    throw new JWTInvalid("JWTs must contain a payload");
+  let claimsSetBytes;
+  try {
+    claimsSetBytes = decode3(encodedPayload);
+  } catch (cause) {
+    throw new JWTInvalid("Failed to base64url decode the payload", { cause });
+  }
+  let claimsSet;
+  try {
+    claimsSet = JSON.parse(strictDecoder.decode(claimsSetBytes));
+  } catch (cause) {
+    throw new JWTInvalid("Failed to parse the decoded payload as JSON", { cause });
+  }
+  if (!isObject2(claimsSet))
+    throw new JWTInvalid("Invalid JWT Claims Set");
+  return claimsSet;
+}
+var init_decode_jwt = __esm({
+  "node_modules/jose/dist/webapi/util/decode_jwt.js"() {
+    init_base64url();
+    init_buffer_utils();
+    init_validate();
+    init_errors4();
+  }
+});
+
+// node_modules/jose/dist/webapi/index.js
+var init_webapi = __esm({
+  "node_modules/jose/dist/webapi/index.js"() {
+    init_local();
+    init_remote();
+    init_unsecured();
+    init_decode_protected_header();
+    init_decode_jwt();
+    init_errors4();
   }
 });
 
@@ -31843,10 +31601,10 @@ async function verifyIdToken(token, opts) {
 }
 async function verifyCompactJwt(token, header2, alg, opts) {
   const parts = token.split(".");
-  if (parts.length !== 3) throw new errors_exports2.JWSInvalid("Invalid Compact JWS");
+  if (parts.length !== 3) throw new errors_exports3.JWSInvalid("Invalid Compact JWS");
   const [protectedHeader, payload, signature] = parts;
   if (!B64URL.test(protectedHeader) || !B64URL.test(payload) || !B64URL.test(signature))
-    throw new errors_exports2.JWSInvalid("the JWS is not base64url");
+    throw new errors_exports3.JWSInvalid("the JWS is not base64url");
   const cryptoKey = await opts.keys(header2, { protected: protectedHeader, payload, signature });
   const key2 = verificationKey(cryptoKey, alg);
   const sig2 = Buffer.from(signature, "base64url");
@@ -31855,9 +31613,9 @@ async function verifyCompactJwt(token, header2, alg, opts) {
   try {
     ok = alg === "ES256" ? sig2.length === 64 && verify("sha256", signingInput, { key: key2, dsaEncoding: "ieee-p1363" }, sig2) : verify("sha256", signingInput, key2, sig2);
   } catch (cause) {
-    throw new errors_exports2.JWSSignatureVerificationFailed(void 0, { cause });
+    throw new errors_exports3.JWSSignatureVerificationFailed(void 0, { cause });
   }
-  if (!ok) throw new errors_exports2.JWSSignatureVerificationFailed();
+  if (!ok) throw new errors_exports3.JWSSignatureVerificationFailed();
   return UnsecuredJWT.decode(`${NONE_HEADER}.${payload}.`, {
     issuer: opts.issuer,
     audience: opts.audience,
@@ -31868,7 +31626,7 @@ async function verifyCompactJwt(token, header2, alg, opts) {
 }
 function verificationKey(cryptoKey, alg) {
   if (!(cryptoKey instanceof CryptoKeyClass))
-    throw new errors_exports2.JOSENotSupported("the key source returned no CryptoKey");
+    throw new errors_exports3.JOSENotSupported("the key source returned no CryptoKey");
   let v = verificationKeys.get(cryptoKey);
   if (!v) {
     const key2 = KeyObject2.from(cryptoKey);
@@ -31898,14 +31656,14 @@ function claimOf(token, claim2) {
 }
 function mapJoseError(e, token, opts) {
   if (e instanceof JoinError) return e;
-  if (e instanceof errors_exports2.JWTExpired) {
+  if (e instanceof errors_exports3.JWTExpired) {
     const exp = Number(claimOf(token, "exp"));
     return denied(
       `the ID token expired${Number.isFinite(exp) ? ` at ${new Date(exp * 1e3).toISOString()}` : ""}`,
       "Request a fresh ID token for each join; GitHub's tokens live a few minutes."
     );
   }
-  if (e instanceof errors_exports2.JWTClaimValidationFailed) {
+  if (e instanceof errors_exports3.JWTClaimValidationFailed) {
     switch (e.claim) {
       case "aud":
         return denied(
@@ -31931,19 +31689,19 @@ function mapJoseError(e, token, opts) {
         return denied(`the ID token's "${e.claim}" claim is missing or invalid (${e.reason})`);
     }
   }
-  if (e instanceof errors_exports2.JOSEAlgNotAllowed)
+  if (e instanceof errors_exports3.JOSEAlgNotAllowed)
     return denied("the ID token's signing algorithm is not allowed");
-  if (e instanceof errors_exports2.JWKSNoMatchingKey) {
+  if (e instanceof errors_exports3.JWKSNoMatchingKey) {
     return denied(
       "no key of the issuer matches the ID token's key id (kid)",
       "The token was not signed by the configured issuer, or the issuer's keys could not be refreshed."
     );
   }
-  if (e instanceof errors_exports2.JWKSMultipleMatchingKeys)
+  if (e instanceof errors_exports3.JWKSMultipleMatchingKeys)
     return denied("the issuer's JWKS has several keys for this kid");
-  if (e instanceof errors_exports2.JWSSignatureVerificationFailed)
+  if (e instanceof errors_exports3.JWSSignatureVerificationFailed)
     return denied("the ID token's signature is invalid");
-  if (e instanceof errors_exports2.JWKSTimeout || e instanceof errors_exports2.JWKSInvalid || isFetchError(e)) {
+  if (e instanceof errors_exports3.JWKSTimeout || e instanceof errors_exports3.JWKSInvalid || isFetchError(e)) {
     return new JoinError(
       "unavailable",
       "the service could not fetch the issuer's signing keys",
@@ -31951,7 +31709,7 @@ function mapJoseError(e, token, opts) {
       String(e.message)
     );
   }
-  if (e instanceof errors_exports2.JOSEError) return denied(`the ID token is invalid (${e.code})`);
+  if (e instanceof errors_exports3.JOSEError) return denied(`the ID token is invalid (${e.code})`);
   return new JoinError("internal", "internal error verifying the ID token", void 0, String(e));
 }
 function isFetchError(e) {
@@ -31966,7 +31724,7 @@ var init_jwt2 = __esm({
     init_webapi();
     init_zod();
     init_net();
-    init_errors4();
+    init_errors3();
     staticJwks = external_exports.string().refine(
       (s) => {
         try {
@@ -32147,7 +31905,7 @@ function pick2(claims, keys) {
 var init_method = __esm({
   "src/server/joinmethods/method.ts"() {
     "use strict";
-    init_errors4();
+    init_errors3();
     init_rules();
   }
 });
@@ -32160,8 +31918,8 @@ function imdsNonce(challengeNonce) {
 }
 function readDer(buf, pos, limit) {
   if (pos + 2 > limit) throw new Pkcs7Error("truncated DER");
-  const tag2 = buf[pos];
-  if ((tag2 & 31) === 31) throw new Pkcs7Error("multi-byte DER tags are not supported");
+  const tag = buf[pos];
+  if ((tag & 31) === 31) throw new Pkcs7Error("multi-byte DER tags are not supported");
   let length = buf[pos + 1];
   let header2 = 2;
   if (length & 128) {
@@ -32174,12 +31932,12 @@ function readDer(buf, pos, limit) {
   }
   const end = pos + header2 + length;
   if (end > limit) throw new Pkcs7Error("truncated DER");
-  return new Der(buf, tag2, pos, header2, end);
+  return new Der(buf, tag, pos, header2, end);
 }
-function expect(d, tag2, what) {
-  if (!d || d.tag !== tag2)
+function expect(d, tag, what) {
+  if (!d || d.tag !== tag)
     throw new Pkcs7Error(
-      `${what}: expected tag 0x${tag2.toString(16)}, got ${d ? `0x${d.tag.toString(16)}` : "nothing"}`
+      `${what}: expected tag 0x${tag.toString(16)}, got ${d ? `0x${d.tag.toString(16)}` : "nothing"}`
     );
   return d;
 }
@@ -32412,7 +32170,7 @@ var init_azure = __esm({
     "use strict";
     init_webapi();
     init_zod();
-    init_errors4();
+    init_errors3();
     init_jwt2();
     init_method();
     init_rules();
@@ -32428,9 +32186,9 @@ var init_azure = __esm({
     MAX_CHAIN = 5;
     GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
     Der = class {
-      constructor(buf, tag2, start, headerLength, end) {
+      constructor(buf, tag, start, headerLength, end) {
         this.buf = buf;
-        this.tag = tag2;
+        this.tag = tag;
         this.start = start;
         this.headerLength = headerLength;
         this.end = end;
@@ -32538,7 +32296,7 @@ var init_azure = __esm({
       subscriptionId: external_exports.string(),
       timeStamp: external_exports.looseObject({ createdOn: external_exports.string(), expiresOn: external_exports.string() })
     });
-    bad = (message2) => new JoinError("bad_request", message2, "Join with idbot join --join-method azure on the VM.");
+    bad = (message) => new JoinError("bad_request", message, "Join with idbot join --join-method azure on the VM.");
     KEPT_CLAIMS = /* @__PURE__ */ new Set([
       "subscription",
       "resource_group",
@@ -33171,7 +32929,7 @@ var init_boundkeypair = __esm({
     init_zod();
     init_join();
     init_ssh();
-    init_errors4();
+    init_errors3();
     CHALLENGE_TTL_SECONDS = 60;
     sshEd25519 = external_exports.string().refine((s) => /^ssh-ed25519 [A-Za-z0-9+/=]+( .*)?$/.test(s.trim()), {
       message: "an OpenSSH ssh-ed25519 public key line"
@@ -33729,8 +33487,8 @@ function parseCallerIdentity(xml) {
 }
 function stsError(xml) {
   const code = element(xml, "Code");
-  const message2 = element(xml, "Message");
-  return code ? `${code}${message2 ? `: ${message2.slice(0, 300)}` : ""}` : "no error code";
+  const message = element(xml, "Message");
+  return code ? `${code}${message ? `: ${message.slice(0, 300)}` : ""}` : "no error code";
 }
 function roleOf(arn) {
   const m = /^arn:aws[a-z-]*:sts::\d{12}:assumed-role\/(.+)\/([^/]+)$/.exec(arn);
@@ -33777,7 +33535,7 @@ var init_iam = __esm({
   "src/server/joinmethods/iam.ts"() {
     "use strict";
     init_zod();
-    init_errors4();
+    init_errors3();
     init_method();
     init_rules();
     GET_CALLER_IDENTITY_BODY = "Action=GetCallerIdentity&Version=2011-06-15";
@@ -33842,9 +33600,9 @@ var init_iam = __esm({
       headers: external_exports.record(external_exports.string().max(64), external_exports.string().max(8192)),
       body: external_exports.string().max(1024)
     });
-    bad2 = (message2, hint) => new JoinError("bad_request", message2, hint);
-    refuse = (message2) => denied(
-      `the presigned request was not forwarded to STS: ${message2}`,
+    bad2 = (message, hint) => new JoinError("bad_request", message, hint);
+    refuse = (message) => denied(
+      `the presigned request was not forwarded to STS: ${message}`,
       "Let idbot sign the request (idbot join --join-method iam); it must be exactly sts:GetCallerIdentity to an allowed STS endpoint."
     );
     XML_ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
@@ -34097,7 +33855,7 @@ var init_kubernetes = __esm({
     "use strict";
     init_webapi();
     init_zod();
-    init_errors4();
+    init_errors3();
     init_jwt2();
     init_rules();
     IN_CLUSTER_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -34324,7 +34082,7 @@ var PLACEHOLDER, REFERENCE, VALIDATORS;
 var init_templates = __esm({
   "src/server/policy/templates.ts"() {
     "use strict";
-    init_errors4();
+    init_errors3();
     init_rules();
     PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
     REFERENCE = /^join\.([a-z_]+)\.([A-Za-z0-9_.-]+)$/;
@@ -35128,8 +34886,8 @@ var init_admin3 = __esm({
     init_resources();
     ADMIN_TOKEN_KIND = "admin_token";
     MAX_HOST_CERT_SECONDS = 8760 * 3600;
-    bad3 = (message2, hint) => new AdminApiError(400, "bad_request", message2, hint);
-    notFound = (message2, hint) => new AdminApiError(404, "not_found", message2, hint);
+    bad3 = (message, hint) => new AdminApiError(400, "bad_request", message, hint);
+    notFound = (message, hint) => new AdminApiError(404, "not_found", message, hint);
     ADMIN_TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
     MAX_ADMIN_BODY_BYTES = 1024 * 1024;
     TokensAdd = external_exports.strictObject({ bot: external_exports.string().min(1).max(256), ttl: external_exports.string().max(64).default("15m") });
@@ -35146,10 +34904,10 @@ var init_admin3 = __esm({
       key_file: external_exports.string().max(1024).optional()
     });
     Empty = external_exports.strictObject({});
-    unauthorized = (message2) => new AdminApiError(
+    unauthorized = (message) => new AdminApiError(
       401,
       "unauthorized",
-      message2,
+      message,
       "Create an admin token on the service host with: idbot admin admin-tokens add --data-dir DIR --name NAME (or --database URL); pass it with --admin-token or IDBOT_ADMIN_TOKEN."
     );
   }
@@ -35176,8 +34934,8 @@ async function encryptSecret(plaintext, passphrase) {
   const key2 = await deriveKey(passphrase, salt);
   const cipher = createCipheriv("aes-256-gcm", key2, iv, { authTagLength: TAG_LEN });
   const ct = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
-  const tag2 = cipher.getAuthTag();
-  return [VERSION, salt, iv, tag2, ct].map((p) => typeof p === "string" ? p : p.toString("base64url")).join("$");
+  const tag = cipher.getAuthTag();
+  return [VERSION, salt, iv, tag, ct].map((p) => typeof p === "string" ? p : p.toString("base64url")).join("$");
 }
 async function decryptSecret(blob, passphrase) {
   const parts = blob.split("$");
@@ -35186,13 +34944,13 @@ async function decryptSecret(blob, passphrase) {
       `not an encrypted value of a known version (expected ${VERSION}$salt$iv$tag$ciphertext)`
     );
   }
-  const [salt, iv, tag2, ct] = parts.slice(1).map((p) => Buffer.from(p, "base64url"));
-  if (salt.length !== SALT_LEN || iv.length !== IV_LEN || tag2.length !== TAG_LEN) {
+  const [salt, iv, tag, ct] = parts.slice(1).map((p) => Buffer.from(p, "base64url"));
+  if (salt.length !== SALT_LEN || iv.length !== IV_LEN || tag.length !== TAG_LEN) {
     throw new SecretDecryptError("malformed encrypted value (salt, IV or tag has the wrong length)");
   }
   const key2 = await deriveKey(passphrase, salt);
   const decipher = createDecipheriv("aes-256-gcm", key2, iv, { authTagLength: TAG_LEN });
-  decipher.setAuthTag(tag2);
+  decipher.setAuthTag(tag);
   try {
     return Buffer.concat([decipher.update(ct), decipher.final()]).toString("utf8");
   } catch {
@@ -35340,10 +35098,10 @@ var init_rows = __esm({
 // src/server/store/store.ts
 function isStoreOutage(e) {
   const code = String(e?.code ?? "");
-  const message2 = e instanceof Error ? e.message : String(e);
+  const message = e instanceof Error ? e.message : String(e);
   return /^(08|53|57P)/.test(code) || // PostgreSQL: connection exception, insufficient resources, shutdown
   /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)$/.test(code) || /^SQLITE_(FULL|IOERR|BUSY|READONLY|CANTOPEN|LOCKED)/.test(code) || /Connection terminated|connection timeout|Client has encountered a connection error|database system is (shutting down|starting up)/i.test(
-    message2
+    message
   );
 }
 var REQUIRED_CAS;
@@ -37092,8 +36850,8 @@ async function rollback(root, files, dirs, cause) {
     });
   }
   if (left2.length > 0) {
-    const message2 = cause instanceof Error ? cause.message : String(cause);
-    throw new Error(`${message2}; rollback could not remove ${left2.join(", ")}`, { cause });
+    const message = cause instanceof Error ? cause.message : String(cause);
+    throw new Error(`${message}; rollback could not remove ${left2.join(", ")}`, { cause });
   }
   throw cause;
 }
@@ -37604,7 +37362,7 @@ var init_policy = __esm({
   "src/server/policy/policy.ts"() {
     "use strict";
     init_join();
-    init_errors4();
+    init_errors3();
     init_rules();
     init_templates();
     roleNames = (g) => g.roles.map((r) => r.metadata.name).join(", ");
@@ -37807,7 +37565,7 @@ var init_issue = __esm({
     init_join();
     init_ssh();
     init_x509();
-    init_errors4();
+    init_errors3();
     init_policy();
     BACKDATE_SECONDS = 60;
     notAccepted = (type) => `key type ${type} is not accepted; send an ECDSA P-256 key`;
@@ -37995,7 +37753,7 @@ var init_join2 = __esm({
     init_ssh();
     init_issue();
     init_boundkeypair();
-    init_errors4();
+    init_errors3();
     init_joinmethods();
     init_method();
     init_token();
@@ -38118,7 +37876,7 @@ var init_renew = __esm({
     init_join();
     init_issue();
     init_join2();
-    init_errors4();
+    init_errors3();
     init_policy();
     init_rows();
     CLOCK_SKEW_SECONDS = 60;
@@ -38137,8 +37895,8 @@ function send(res, status, body, type, extra) {
   });
   res.end(body);
 }
-function sendError(res, status, code, message2, hint, headers) {
-  const body = { error: { code, message: message2, ...hint ? { hint } : {} } };
+function sendError(res, status, code, message, hint, headers) {
+  const body = { error: { code, message, ...hint ? { hint } : {} } };
   send(res, status, JSON.stringify(body), "application/json", headers);
 }
 function readBody2(req) {
@@ -38290,8 +38048,8 @@ function createHandler(ctx2) {
   }
 }
 async function post(req, res, schema, handle) {
-  const fail = (status, code, message2, hint, headers) => {
-    sendError(res, status, code, message2, hint, headers);
+  const fail = (status, code, message, hint, headers) => {
+    sendError(res, status, code, message, hint, headers);
     return { status };
   };
   if (!/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
@@ -38334,7 +38092,7 @@ var init_http = __esm({
     init_admin3();
     init_jwt();
     init_join2();
-    init_errors4();
+    init_errors3();
     init_renew();
     MAX_BODY_BYTES = 64 * 1024;
     sendJson = (res, status, value) => send(res, status, JSON.stringify(value), "application/json");
@@ -38794,8 +38552,8 @@ import { existsSync, readFileSync as readFileSync4, writeFileSync } from "node:f
 import { parseArgs } from "node:util";
 var EXIT = { ok: 0, denied: 1, badInput: 2, unreachable: 3 };
 var CliError = class extends Error {
-  constructor(message2, exitCode = EXIT.badInput, hint) {
-    super(message2);
+  constructor(message, exitCode = EXIT.badInput, hint) {
+    super(message);
     this.exitCode = exitCode;
     this.hint = hint;
   }
@@ -39966,8 +39724,8 @@ init_files();
 init_join();
 init_transport();
 var JoinFailure = class extends Error {
-  constructor(kind, message2, hint, status, code) {
-    super(message2);
+  constructor(kind, message, hint, status, code) {
+    super(message);
     this.kind = kind;
     this.hint = hint;
     this.status = status;
@@ -40149,7 +39907,7 @@ async function readJoinRecord(dir) {
 
 // src/client/renew.ts
 init_join();
-import { createPrivateKey as createPrivateKey2, sign as sign4, X509Certificate as X509Certificate3 } from "node:crypto";
+import { createPrivateKey as createPrivateKey2, sign as sign5, X509Certificate as X509Certificate3 } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { hostname as hostname3 } from "node:os";
 import { join as join5 } from "node:path";
@@ -40182,7 +39940,7 @@ async function renewProof(dir) {
   return async (_attempt, publicKeys) => {
     const timestamp = Math.floor(Date.now() / 1e3);
     const data = renewSigningInput(cur.instanceId, cur.generation, timestamp, publicKeys);
-    const signature = key2.asymmetricKeyType === "ed25519" ? sign4(null, data, key2) : sign4("sha256", data, key2);
+    const signature = key2.asymmetricKeyType === "ed25519" ? sign5(null, data, key2) : sign5("sha256", data, key2);
     return {
       bot_instance_id: cur.instanceId,
       generation: cur.generation,
@@ -40805,7 +40563,7 @@ var IMDS_TIMEOUT_MS2 = 5e3;
 function imdsNonce2(challengeNonce) {
   return createHash13("sha256").update(challengeNonce, "utf8").digest("hex").slice(0, 32);
 }
-var retryable = (message2) => Object.assign(new Error(message2), { retryable: true });
+var retryable = (message) => Object.assign(new Error(message), { retryable: true });
 async function challenge(opts) {
   const res = await opts.transport.postJson(
     `${opts.server.replace(/\/+$/, "")}/v1/join/challenge`,
@@ -40813,13 +40571,13 @@ async function challenge(opts) {
     { timeoutMs: opts.timeoutMs }
   );
   if (res.status !== 200) {
-    let message2 = `HTTP ${res.status}`;
+    let message = `HTTP ${res.status}`;
     try {
-      message2 = JSON.parse(res.body).error.message;
+      message = JSON.parse(res.body).error.message;
     } catch {
     }
-    if (res.status >= 500 || res.status === 429) throw retryable(`challenge: ${message2}`);
-    throw new JoinFailure("denied", `the service refused a challenge: ${message2}`);
+    if (res.status >= 500 || res.status === 429) throw retryable(`challenge: ${message}`);
+    throw new JoinFailure("denied", `the service refused a challenge: ${message}`);
   }
   return ChallengeResponseSchema.parse(JSON.parse(res.body));
 }
@@ -40879,8 +40637,8 @@ function azureProofSource(opts) {
 // src/client/sources/env.ts
 init_webapi();
 var IdTokenError = class extends Error {
-  constructor(problem, message2, hint) {
-    super(message2);
+  constructor(problem, message, hint) {
+    super(message);
     this.problem = problem;
     this.hint = hint;
   }
@@ -40966,7 +40724,7 @@ function metadataUrl(raw) {
   url2.hash = "";
   return url2;
 }
-var retryable2 = (message2) => Object.assign(new Error(`requesting the GCP identity token failed: ${message2}`), { retryable: true });
+var retryable2 = (message) => Object.assign(new Error(`requesting the GCP identity token failed: ${message}`), { retryable: true });
 function gcpProofSource(opts) {
   const base2 = metadataUrl(opts.env.IDBOT_GCP_METADATA_URL);
   const timeoutMs = Math.min(opts.timeoutMs, 1e4);
@@ -41076,8 +40834,8 @@ function actionsOidcAvailable(env = process.env) {
   return Boolean(env.ACTIONS_ID_TOKEN_REQUEST_URL && env.ACTIONS_ID_TOKEN_REQUEST_TOKEN);
 }
 var TIMEOUT_MS = 1e4;
-function retryable3(message2) {
-  return Object.assign(new Error(`requesting the GitHub ID token failed: ${message2}`), { retryable: true });
+function retryable3(message) {
+  return Object.assign(new Error(`requesting the GitHub ID token failed: ${message}`), { retryable: true });
 }
 function fetchGitHubIdToken(audience, env = process.env) {
   const url2 = new URL(env.ACTIONS_ID_TOKEN_REQUEST_URL);
@@ -41131,7 +40889,7 @@ function actionsIdTokenSource(audience, env = process.env) {
 init_join();
 init_ssh();
 init_files();
-import { createPrivateKey as createPrivateKey3, createPublicKey as createPublicKey5, generateKeyPairSync as generateKeyPairSync4, sign as sign5 } from "node:crypto";
+import { createPrivateKey as createPrivateKey3, createPublicKey as createPublicKey5, generateKeyPairSync as generateKeyPairSync4, sign as sign6 } from "node:crypto";
 import { mkdir as mkdir3, readFile as readFile2 } from "node:fs/promises";
 import { join as join9 } from "node:path";
 var KEY_FILE = "bound_key.pem";
@@ -41176,17 +40934,17 @@ function boundKeypairProof(opts) {
       { timeoutMs: opts.timeoutMs }
     );
     if (res.status !== 200) {
-      let message2 = `HTTP ${res.status}`;
+      let message = `HTTP ${res.status}`;
       try {
-        message2 = JSON.parse(res.body).error.message;
+        message = JSON.parse(res.body).error.message;
       } catch {
       }
       if (res.status >= 500 || res.status === 429)
-        throw Object.assign(new Error(`challenge: ${message2}`), { retryable: true });
-      throw new JoinFailure("denied", `the service refused a challenge: ${message2}`);
+        throw Object.assign(new Error(`challenge: ${message}`), { retryable: true });
+      throw new JoinFailure("denied", `the service refused a challenge: ${message}`);
     }
     const ch = ChallengeResponseSchema.parse(JSON.parse(res.body));
-    const signature = sign5(
+    const signature = sign6(
       null,
       boundKeypairSigningInput(opts.token, ch.challenge_id, ch.nonce, publicKeys),
       key2.privateKey
@@ -41719,7 +41477,7 @@ async function explainCommand(argv) {
   const { loadResources: loadResources2 } = await Promise.resolve().then(() => (init_resources(), resources_exports));
   const { methodOf: methodOf2 } = await Promise.resolve().then(() => (init_joinmethods(), joinmethods_exports));
   const { JwksCache: JwksCache2 } = await Promise.resolve().then(() => (init_jwt2(), jwt_exports));
-  const { JoinError: JoinError2 } = await Promise.resolve().then(() => (init_errors4(), errors_exports3));
+  const { JoinError: JoinError2 } = await Promise.resolve().then(() => (init_errors3(), errors_exports2));
   const { evaluateRules: evaluateRules2 } = await Promise.resolve().then(() => (init_rules(), rules_exports));
   let set2;
   try {
@@ -41922,11 +41680,11 @@ Example:
       steps:
         - run: ssh -F "$IDBOT_SSH_CONFIG" deploy@web01.example.com ./release.sh
 `;
-function warn(message2, env) {
-  process.stderr.write(`idbot hook: warning: ${message2}
+function warn(message, env) {
+  process.stderr.write(`idbot hook: warning: ${message}
 `);
   if (env.GITHUB_ACTIONS === "true") {
-    const escaped = message2.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+    const escaped = message.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
     process.stdout.write(`::warning title=idbot hook::${escaped}
 `);
   }
@@ -41964,9 +41722,9 @@ async function jobStarted(env, strict) {
   const runnerTemp = env.RUNNER_TEMP;
   if (!runnerTemp) throw new CliError("RUNNER_TEMP is not set: run this as a runner job hook");
   if (!actionsOidcAvailable(env)) {
-    const message2 = "this job cannot request a GitHub OIDC token (it does not grant `permissions: id-token: write`), so no idbot credentials were issued; jobs that need them must grant id-token: write";
-    if (strict) throw new CliError(message2, EXIT.badInput);
-    warn(message2, env);
+    const message = "this job cannot request a GitHub OIDC token (it does not grant `permissions: id-token: write`), so no idbot credentials were issued; jobs that need them must grant id-token: write";
+    if (strict) throw new CliError(message, EXIT.badInput);
+    warn(message, env);
     return EXIT.ok;
   }
   if (!env.GITHUB_ENV) throw new CliError("GITHUB_ENV is not set: run this as a runner job hook");

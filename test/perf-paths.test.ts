@@ -1,6 +1,7 @@
 // The join path's fast paths, checked for the same answers as the slow ones they replace:
 // the TLS key PEM decoded without OpenSSL, ID token signatures verified with node:crypto
-// instead of WebCrypto (against jose.jwtVerify itself), buffered log lines, and SQLite
+// instead of WebCrypto (against jose.jwtVerify itself), JWT-SVIDs signed with node:crypto
+// (checked by jose), buffered log lines, and SQLite
 // group commit (one transaction per event-loop turn, one SAVEPOINT per join).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -22,6 +23,7 @@ import { after, describe, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import Database from "better-sqlite3";
 import * as jose from "jose";
+import { JwtIssuer } from "../src/server/ca/jwt.ts";
 import {
   CertificateInputError,
   createSelfSignedCA,
@@ -412,6 +414,65 @@ class Sink extends Writable {
   }
 }
 const nextTurn = () => new Promise((r) => setImmediate(r));
+
+describe("JWT-SVIDs signed with node:crypto, checked by jose", () => {
+  const key = (kid: string) => ({
+    kid,
+    privateKey: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey,
+  });
+  const opts = (audience: string[]) => ({
+    issuer: "https://idbot.example.com",
+    subject: "spiffe://example.com/bot/deploy",
+    audience,
+    issuedAt: 1_800_000_000,
+    expiresAt: 1_800_000_600,
+    jti: "0f6a3c2e-1111-4222-8333-944445555666",
+  });
+  const at = new Date(1_800_000_100_000);
+
+  test("jose.jwtVerify accepts them through the JWKS: ES256, kid, typ and every claim", async () => {
+    const issuer = new JwtIssuer(key("k1"));
+    const token = await issuer.sign({ bot_name: "deploy", join_method: "github" }, opts(["vault"]));
+    const jwks = jose.createLocalJWKSet(JSON.parse(issuer.jwks()));
+    const { payload, protectedHeader } = await jose.jwtVerify(token, jwks, {
+      issuer: "https://idbot.example.com",
+      audience: "vault",
+      algorithms: ["ES256"],
+      currentDate: at,
+    });
+    assert.deepEqual(protectedHeader, { alg: "ES256", kid: "k1", typ: "JWT" });
+    // SignJWT's shape: the caller's claims first, then the registered ones; one audience is a string.
+    assert.deepEqual(payload, {
+      bot_name: "deploy",
+      join_method: "github",
+      iss: "https://idbot.example.com",
+      sub: "spiffe://example.com/bot/deploy",
+      aud: "vault",
+      iat: 1_800_000_000,
+      exp: 1_800_000_600,
+      jti: "0f6a3c2e-1111-4222-8333-944445555666",
+    });
+    assert.equal(token.split(".")[2]!.length, 86, "a 64-byte IEEE P1363 signature, not DER");
+  });
+
+  test("several audiences are an array; registered claims override the caller's", async () => {
+    const issuer = new JwtIssuer(key("k2"), key("k1"));
+    const token = await issuer.sign(
+      { iss: "forged", aud: "forged", extra: [1, 2] },
+      opts(["vault", "consul"]),
+    );
+    const jwks = jose.createLocalJWKSet(JSON.parse(issuer.jwks()));
+    for (const audience of ["vault", "consul"]) {
+      const { payload } = await jose.jwtVerify(token, jwks, { audience, currentDate: at });
+      assert.equal(payload.iss, "https://idbot.example.com");
+      assert.deepEqual(payload.aud, ["vault", "consul"]);
+      assert.deepEqual(payload.extra, [1, 2]);
+    }
+    // Signed by the current key only: the previous one in the JWKS does not verify it.
+    const previousOnly = jose.createLocalJWKSet({ keys: JSON.parse(issuer.jwks()).keys.slice(1) });
+    await assert.rejects(jose.jwtVerify(token, previousOnly, { currentDate: at }));
+  });
+});
 
 describe("buffered JSON log lines", () => {
   test("the lines of one event-loop turn go out in one write, in order, one JSON object per line", async () => {

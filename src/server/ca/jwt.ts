@@ -1,7 +1,6 @@
 // The service's JWT signing key (ES256): JWT-SVIDs for Vault and other relying parties,
 // published with the previous key (kept through a rotation) in /.well-known/jwks.json.
-import { createPublicKey, type KeyObject } from "node:crypto";
-import { SignJWT } from "jose";
+import { createPublicKey, type KeyObject, sign } from "node:crypto";
 import { P256_SPKI_PREFIX } from "./x509.ts";
 
 export interface JwtKey {
@@ -66,17 +65,29 @@ export class JwtIssuer {
       jti: string;
     },
   ): Promise<string> {
-    return new SignJWT(claims)
-      .setProtectedHeader({ alg: JWT_ALG, kid: this.current.kid, typ: "JWT" })
-      .setIssuer(opts.issuer)
-      .setSubject(opts.subject)
-      .setAudience(opts.audience.length === 1 ? opts.audience[0]! : opts.audience)
-      .setIssuedAt(opts.issuedAt)
-      .setExpirationTime(opts.expiresAt)
-      .setJti(opts.jti)
-      .sign(this.current.privateKey);
+    // A compact JWS signed by node:crypto: jose's SignJWT signs through WebCrypto, ~150 µs
+    // per token here against ~45 µs (the CPU profile of a join with every output). The
+    // claims keep SignJWT's order and overrides; tests verify the tokens with PyJWT and jose.
+    const header = b64url({ alg: JWT_ALG, kid: this.current.kid, typ: "JWT" });
+    const payload = b64url({
+      ...claims,
+      iss: opts.issuer,
+      sub: opts.subject,
+      aud: opts.audience.length === 1 ? opts.audience[0]! : opts.audience,
+      iat: opts.issuedAt,
+      exp: opts.expiresAt,
+      jti: opts.jti,
+    });
+    const input = `${header}.${payload}`;
+    const sig = sign("sha256", Buffer.from(input), {
+      key: this.current.privateKey,
+      dsaEncoding: "ieee-p1363",
+    });
+    return `${input}.${sig.toString("base64url")}`;
   }
 }
+
+const b64url = (json: unknown) => Buffer.from(JSON.stringify(json)).toString("base64url");
 
 export function openIdConfiguration(publicUrl: string): string {
   return JSON.stringify({
