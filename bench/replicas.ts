@@ -291,7 +291,8 @@ export async function runReplicaBench(opts: ReplicaBenchOptions = {}): Promise<R
 
     const rows: ReplicaLevel[] = [];
     for (const c of levels) {
-      const want = Math.min(maxTokens, Math.ceil((rate * 1.6 * (durationMs + warmupMs)) / 1000));
+      // The short calibration runs cold: the warm pair has done twice its rate, hence 2.5x.
+      const want = Math.min(maxTokens, Math.ceil((rate * 2.5 * (durationMs + warmupMs)) / 1000));
       const tokens = await mint(want);
       log(`c=${c}: pair (${want} tokens)`);
       const pair = await splitLoad(
