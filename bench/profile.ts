@@ -94,7 +94,7 @@ export function analyse(
 }
 
 /** Like test/helpers/service.ts startService, with --cpu-prof (not allowed in NODE_OPTIONS). */
-async function startProfiledService(work: string, resources: string, listen: string) {
+async function startProfiledService(work: string, resources: string, listen: string, extraArgs: string[]) {
   const resourcesFile = join(work, "resources.yaml");
   writeFileSync(resourcesFile, resources);
   const proc = spawn(
@@ -111,6 +111,7 @@ async function startProfiledService(work: string, resources: string, listen: str
       "--resources",
       resourcesFile,
       ...BENCH_SERVE_ARGS,
+      ...extraArgs,
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -160,6 +161,7 @@ function freePort(): Promise<number> {
 async function main(): Promise<void> {
   const concurrency = Number(process.argv[2] ?? 16);
   const seconds = Number(process.argv[3] ?? 5);
+  const extraArgs = process.argv.slice(4);
   const work = await mkdtemp(join(tmpdir(), "idbot-prof-"));
   let svc: Awaited<ReturnType<typeof startProfiledService>> | undefined;
   try {
@@ -171,7 +173,7 @@ async function main(): Promise<void> {
       audience: `http://127.0.0.1:${port}`,
     });
     const pool = new TokenPool(tokens);
-    svc = await startProfiledService(work, benchResources(issuer), `127.0.0.1:${port}`);
+    svc = await startProfiledService(work, benchResources(issuer), `127.0.0.1:${port}`, extraArgs);
     const keys = clientPublicKeys();
     const r = await runLoad({
       url: svc.url,
@@ -185,12 +187,16 @@ async function main(): Promise<void> {
       `c=${concurrency}: ${Math.round(r.joinsPerS)} joins/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, errors ${r.errors}`,
     );
     await svc.stop(); // --cpu-prof writes the profile at exit
-    const file = readdirSync(work).find((f) => f.endsWith(".cpuprofile"));
-    if (!file) throw new Error("the service wrote no .cpuprofile");
-    const profile = JSON.parse(readFileSync(join(work, file), "utf8")) as CpuProfile;
+    // One profile per thread (--workers N: the main thread's and each HTTP worker's).
+    const files = readdirSync(work).filter((f) => f.endsWith(".cpuprofile"));
+    if (files.length === 0) throw new Error("the service wrote no .cpuprofile");
     // The profile covers start-up and warm-up too; per-join figures divide by every join served.
     const served = tokens.length - pool.remaining;
-    console.log(analyse(profile, served));
+    for (const file of files) {
+      const profile = JSON.parse(readFileSync(join(work, file), "utf8")) as CpuProfile;
+      if (files.length > 1) console.log(`\n=== ${file}`);
+      console.log(analyse(profile, served));
+    }
   } finally {
     await svc?.stop();
     await rm(work, { recursive: true, force: true });

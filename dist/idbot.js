@@ -38356,13 +38356,14 @@ var init_ratelimit = __esm({
 var service_exports = {};
 __export(service_exports, {
   ServeError: () => ServeError,
+  checkListen: () => checkListen,
+  openServiceStore: () => openServiceStore,
   startService: () => startService
 });
 import { readFileSync as readFileSync8 } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-async function startService(opts) {
-  const logger = opts.logger ?? jsonLogger();
+function checkListen(opts) {
   const { host, port } = parseListen(opts.listen);
   const useTls = Boolean(opts.tlsCertFile || opts.tlsKeyFile);
   if (useTls && !(opts.tlsCertFile && opts.tlsKeyFile)) {
@@ -38373,11 +38374,11 @@ async function startService(opts) {
       `refusing to serve plain HTTP on ${host}: only loopback addresses may be served without TLS. Give --tls-cert and --tls-key, or listen on 127.0.0.1.`
     );
   }
-  const fileResources = () => loadResources(opts.resourcesPath);
-  let files = fileResources();
-  let store;
+  return { host, port, useTls, hostLabel: host.includes(":") ? `[${host}]` : host };
+}
+async function openServiceStore(opts, logger) {
   try {
-    store = await openStore({
+    return await openStore({
       dataDir: opts.dataDir,
       database: opts.database,
       onConnectionError: (e) => logger.log("warn", "store connection lost; reconnecting", { error: e.message })
@@ -38385,6 +38386,13 @@ async function startService(opts) {
   } catch (e) {
     throw new ServeError(e.message);
   }
+}
+async function startService(opts) {
+  const logger = opts.logger ?? jsonLogger();
+  const { host, port, useTls, hostLabel } = checkListen(opts);
+  const fileResources = () => loadResources(opts.resourcesPath);
+  let files = fileResources();
+  const store = opts.store ?? await openServiceStore(opts, logger);
   const kinds = new Set(RESOURCE_KINDS);
   const withApplied = async (set2) => mergeResources(
     set2,
@@ -38401,7 +38409,6 @@ async function startService(opts) {
         throw new ServeError(`cannot read the TLS certificate or key: ${e.message}`);
       }
     }
-    const hostLabel = host.includes(":") ? `[${host}]` : host;
     let authorities = new Authorities(
       await store.loadOrCreateCAs((name2) => createAuthorityRecord(name2, opts.publicUrl ?? hostLabel))
     );
@@ -38435,10 +38442,14 @@ async function startService(opts) {
       },
       // After `idbot admin rotate-jwt --server`, this replica signs with the new key at once.
       reloadAuthorities: async () => {
-        authorities = new Authorities(
-          await store.loadOrCreateCAs((name2) => createAuthorityRecord(name2, publicUrl))
-        );
+        await reloadAuthorities();
+        opts.onAuthoritiesRotated?.();
       }
+    };
+    const reloadAuthorities = async () => {
+      authorities = new Authorities(
+        await store.loadOrCreateCAs((name2) => createAuthorityRecord(name2, publicUrl))
+      );
     };
     const handler = createHandler(routeContext);
     const serverOptions = {
@@ -38453,7 +38464,8 @@ async function startService(opts) {
         "error",
         (e) => reject(new ServeError(`cannot listen on ${opts.listen}: ${e.code ?? e.message}`))
       );
-      server.listen(port, host, () => resolve8());
+      if (opts.listenFd !== void 0) server.listen({ fd: opts.listenFd }, () => resolve8());
+      else server.listen(port, host, () => resolve8());
     });
     const actualPort = server.address().port;
     const url2 = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
@@ -38486,10 +38498,13 @@ async function startService(opts) {
       data_dir: opts.dataDir,
       database: opts.database ? "postgres" : void 0
     });
+    const fd = server._handle?.fd;
     return {
       url: url2,
       publicUrl,
       store,
+      listenFd: typeof fd === "number" && fd >= 0 ? fd : void 0,
+      reloadAuthorities,
       get authorities() {
         return authorities;
       },
@@ -38497,9 +38512,7 @@ async function startService(opts) {
         files = fileResources();
         resourcesVersion = await store.resourcesVersion();
         const next = await withApplied(files);
-        authorities = new Authorities(
-          await store.loadOrCreateCAs((name2) => createAuthorityRecord(name2, publicUrl))
-        );
+        await reloadAuthorities();
         resources = next;
         logger.log("info", "resources reloaded", {
           roles: next.roles.size,
@@ -38515,11 +38528,11 @@ async function startService(opts) {
           server.close(() => resolve8());
           server.closeAllConnections();
         });
-        await store.close();
+        if (!opts.store) await store.close();
       }
     };
   } catch (e) {
-    await store.close();
+    if (!opts.store) await store.close();
     throw e;
   }
 }
@@ -38542,6 +38555,275 @@ var init_service = __esm({
     };
   }
 });
+
+// src/server/store/remote.ts
+function batched(port) {
+  let queue = [];
+  const flush = () => {
+    const out2 = queue;
+    queue = [];
+    port.postMessage(out2);
+  };
+  return (m) => {
+    if (queue.push(m) === 1) setImmediate(flush);
+  };
+}
+function serveStore(store, port, create, log) {
+  const send2 = batched(port);
+  port.on("message", (batch) => {
+    for (const m of batch) {
+      if ("log" in m) {
+        log(m.log);
+        continue;
+      }
+      const id = m.id;
+      const run = m.method === "loadOrCreateCAs" ? store.loadOrCreateCAs(create) : store[m.method](...m.args);
+      run.then(
+        (value) => send2({ id, value }),
+        (e) => send2({ id, error: { name: e?.name ?? "Error", message: e?.message ?? String(e), code: e?.code } })
+      );
+    }
+  });
+}
+function remoteStore(kind, port) {
+  let next = 0;
+  const waiting = /* @__PURE__ */ new Map();
+  const send2 = batched(port);
+  port.on("message", (batch) => {
+    for (const reply of batch) {
+      const w = waiting.get(reply.id);
+      if (!w) continue;
+      waiting.delete(reply.id);
+      if ("error" in reply) {
+        const e = Object.assign(new Error(reply.error.message), { code: reply.error.code });
+        e.name = reply.error.name;
+        w.reject(e);
+      } else w.resolve(reply.value);
+    }
+  });
+  const store = {
+    kind,
+    // The store's owner closes it; a worker only stops asking.
+    close: async () => {
+    }
+  };
+  for (const method of METHODS) {
+    store[method] = (...args) => new Promise((resolve8, reject) => {
+      const id = next++;
+      waiting.set(id, { resolve: resolve8, reject });
+      send2({ id, method, args: method === "loadOrCreateCAs" ? [] : args });
+    });
+  }
+  return {
+    store,
+    stderr: {
+      write(text4) {
+        send2({ log: text4 });
+        return true;
+      }
+    }
+  };
+}
+var METHODS;
+var init_remote2 = __esm({
+  "src/server/store/remote.ts"() {
+    "use strict";
+    METHODS = [
+      "loadOrCreateCAs",
+      "rotateCA",
+      "commitJoin",
+      "renewInstance",
+      "createJoinToken",
+      "getJoinTokenByHash",
+      "listJoinTokens",
+      "deleteJoinToken",
+      "createChallenge",
+      "getChallenge",
+      "getBoundKeypair",
+      "listBoundKeypairs",
+      "updateBoundKeypair",
+      "putResource",
+      "deleteResource",
+      "listResources",
+      "resourcesVersion",
+      "appendAudit",
+      "listAudit",
+      "getBotInstance",
+      "listBotInstances",
+      "pruneReplayKeys",
+      "healthy"
+    ];
+  }
+});
+
+// src/server/threads.ts
+var threads_exports = {};
+__export(threads_exports, {
+  WORKER_ROLE: () => WORKER_ROLE,
+  isServiceWorker: () => isServiceWorker,
+  runServiceWorker: () => runServiceWorker,
+  startThreadedService: () => startThreadedService
+});
+import { MessageChannel, parentPort, Worker as Worker2, workerData } from "node:worker_threads";
+function isServiceWorker() {
+  return workerData?.role === WORKER_ROLE;
+}
+async function runServiceWorker() {
+  const data = workerData;
+  const port = parentPort;
+  const post2 = (r) => port.postMessage(r);
+  let svc;
+  try {
+    const remote = remoteStore(data.storeKind, data.storePort);
+    svc = await startService({
+      ...data.opts,
+      store: remote.store,
+      logger: jsonLogger(remote.stderr),
+      // A rotation through this worker's admin API reaches every thread.
+      onAuthoritiesRotated: () => post2({ op: "authorities-rotated" })
+    });
+  } catch (e) {
+    post2({ op: "failed", message: e.message });
+    return;
+  }
+  port.on("message", async (c) => {
+    try {
+      if (c.op === "reload") await svc.reload();
+      else if (c.op === "reload-authorities") await svc.reloadAuthorities();
+      else await svc.close();
+      post2({ op: "done", id: c.id });
+    } catch (e) {
+      post2({ op: "done", id: c.id, error: e.message });
+    }
+    if (c.op === "close") {
+      data.storePort.close();
+      port.close();
+    }
+  });
+  post2({ op: "ready", url: svc.url, publicUrl: svc.publicUrl, listenFd: svc.listenFd });
+}
+async function startThreadedService(opts) {
+  const { workers: count, logger: given, ...rest } = opts;
+  const logger = given ?? jsonLogger();
+  const { hostLabel } = checkListen(opts);
+  loadResources(opts.resourcesPath);
+  const store = await openServiceStore(opts, logger);
+  const create = (name2) => createAuthorityRecord(name2, opts.publicUrl ?? hostLabel);
+  await store.loadOrCreateCAs(create);
+  const threads = [];
+  let nextId = 0;
+  const pending = /* @__PURE__ */ new Map();
+  const broadcast = (op) => new Promise((resolve8, reject) => {
+    const id = nextId++;
+    const errors = [];
+    pending.set(id, {
+      left: threads.length,
+      errors,
+      done: () => errors.length ? reject(new Error(errors[0])) : resolve8()
+    });
+    for (const t of threads) t.worker.postMessage({ id, op });
+  });
+  let closing = false;
+  const spawn2 = (workerOpts) => new Promise((resolve8, reject) => {
+    const channel = new MessageChannel();
+    serveStore(store, channel.port1, create, (text4) => process.stderr.write(text4));
+    const worker = new Worker2(new URL(import.meta.url), {
+      workerData: {
+        role: WORKER_ROLE,
+        opts: workerOpts,
+        storeKind: store.kind,
+        storePort: channel.port2
+      },
+      transferList: [channel.port2]
+    });
+    worker.on("message", (r) => {
+      if (r.op === "ready") resolve8({ worker, ready: r });
+      else if (r.op === "failed") reject(new Error(r.message));
+      else if (r.op === "authorities-rotated") void broadcast("reload-authorities").catch(() => {
+      });
+      else if (r.op === "done") {
+        const p = pending.get(r.id);
+        if (!p) return;
+        if (r.error) p.errors.push(r.error);
+        if (--p.left === 0) {
+          pending.delete(r.id);
+          p.done();
+        }
+      }
+    });
+    worker.on("error", (e) => {
+      reject(e);
+      if (!closing) fatal(`a service thread failed: ${e.message}`);
+    });
+    worker.on("exit", (code) => {
+      channel.port1.close();
+      if (!closing) fatal(`a service thread exited (code ${code})`);
+    });
+  });
+  const fatal = (msg) => {
+    logger?.log("error", msg);
+    logger?.flush?.();
+    process.exit(1);
+  };
+  try {
+    const first2 = await spawn2(rest);
+    threads.push({ worker: first2.worker, reports: [] });
+    const { url: url2, publicUrl, listenFd } = first2.ready;
+    if (listenFd !== void 0) {
+      const others = await Promise.all(
+        Array.from({ length: count - 1 }, () => spawn2({ ...rest, publicUrl, listenFd }))
+      );
+      for (const o of others) threads.push({ worker: o.worker, reports: [] });
+    }
+    let authorities = new Authorities(await store.loadOrCreateCAs(create));
+    return {
+      url: url2,
+      publicUrl,
+      store,
+      get authorities() {
+        return authorities;
+      },
+      listenFd,
+      async reload() {
+        await broadcast("reload");
+        authorities = new Authorities(await store.loadOrCreateCAs(create));
+        return void 0;
+      },
+      async reloadAuthorities() {
+        await broadcast("reload-authorities");
+        authorities = new Authorities(await store.loadOrCreateCAs(create));
+      },
+      async close() {
+        closing = true;
+        await broadcast("close").catch(() => {
+        });
+        await Promise.all(threads.map((t) => t.worker.terminate()));
+        await store.close();
+      }
+    };
+  } catch (e) {
+    closing = true;
+    await Promise.all(threads.map((t) => t.worker.terminate()));
+    await store.close();
+    throw e;
+  }
+}
+var WORKER_ROLE;
+var init_threads = __esm({
+  "src/server/threads.ts"() {
+    "use strict";
+    init_authorities();
+    init_log();
+    init_resources();
+    init_service();
+    init_remote2();
+    WORKER_ROLE = "idbot-http-worker";
+    if (isServiceWorker()) void runServiceWorker();
+  }
+});
+
+// src/cli/idbot.ts
+import { workerData as workerData2 } from "node:worker_threads";
 
 // src/cli/admin.ts
 init_transport();
@@ -41812,16 +42094,20 @@ async function serveCommand(argv) {
       "rate-limit": { type: "string", default: "500" },
       "token-rate-limit": { type: "string", default: "1000" },
       "tls-cert": { type: "string" },
-      "tls-key": { type: "string" }
+      "tls-key": { type: "string" },
+      workers: { type: "string", default: "0" }
     },
     USAGE6
   );
   if (!args) return 0;
   const v = args.values;
   const { startService: startService2 } = await Promise.resolve().then(() => (init_service(), service_exports));
+  const { startThreadedService: startThreadedService2 } = await Promise.resolve().then(() => (init_threads(), threads_exports));
+  const workers = Number(v.workers);
   let svc;
   try {
-    svc = await startService2({
+    const start = workers > 0 ? (o) => startThreadedService2({ ...o, workers }) : startService2;
+    svc = await start({
       ...storeFlags(v["data-dir"], v.database),
       listen: required(v.listen, "--listen"),
       resourcesPath: required(v.resources, "--resources"),
@@ -42614,20 +42900,27 @@ async function main(argv) {
 ${USAGE8.trim()}`);
   return run(rest);
 }
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e) => {
-    if (e instanceof CliError) {
-      process.stderr.write(`idbot: ${e.message}
+if (workerData2?.role === "idbot-http-worker") {
+  await Promise.resolve().then(() => (init_threads(), threads_exports));
+} else {
+  runCli();
+}
+function runCli() {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      if (e instanceof CliError) {
+        process.stderr.write(`idbot: ${e.message}
 ${e.hint ? `hint: ${e.hint}
 ` : ""}`);
-      process.exitCode = e.exitCode;
-    } else {
-      process.stderr.write(`idbot: ${e instanceof Error ? e.stack ?? e.message : String(e)}
+        process.exitCode = e.exitCode;
+      } else {
+        process.stderr.write(`idbot: ${e instanceof Error ? e.stack ?? e.message : String(e)}
 `);
-      process.exitCode = 1;
+        process.exitCode = 1;
+      }
     }
-  }
-);
+  );
+}

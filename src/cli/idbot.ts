@@ -1,5 +1,6 @@
 // The `idbot` command: dispatches to one module per command group. Results go to stdout,
 // progress and errors to stderr; exit codes are EXIT in args.ts.
+import { workerData } from "node:worker_threads";
 import { adminCommand } from "./admin.ts";
 import { CliError, EXIT } from "./args.ts";
 import { cleanupCommand } from "./cleanup.ts";
@@ -63,17 +64,27 @@ async function main(argv: string[]): Promise<number> {
   return run(rest);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    if (e instanceof CliError) {
-      process.stderr.write(`idbot: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ""}`);
-      process.exitCode = e.exitCode;
-    } else {
-      process.stderr.write(`idbot: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-      process.exitCode = 1;
-    }
-  },
-);
+// `idbot serve --workers N` starts this file again as each HTTP worker thread
+// (server/threads.ts, whose WORKER_ROLE this is): that thread runs the worker, not the CLI.
+if ((workerData as { role?: string } | null)?.role === "idbot-http-worker") {
+  await import("../server/threads.ts");
+} else {
+  runCli();
+}
+
+function runCli(): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      if (e instanceof CliError) {
+        process.stderr.write(`idbot: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ""}`);
+        process.exitCode = e.exitCode;
+      } else {
+        process.stderr.write(`idbot: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+        process.exitCode = 1;
+      }
+    },
+  );
+}

@@ -41,15 +41,22 @@ export async function serveCommand(argv: string[]): Promise<number> {
       "token-rate-limit": { type: "string", default: "1000" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
+      workers: { type: "string", default: "0" },
     },
     USAGE,
   );
   if (!args) return 0;
   const v = args.values;
   const { startService } = await import("../server/service.ts");
+  const { startThreadedService } = await import("../server/threads.ts");
+  const workers = Number(v.workers);
   let svc: Awaited<ReturnType<typeof startService>>;
   try {
-    svc = await startService({
+    const start =
+      workers > 0
+        ? (o: Parameters<typeof startService>[0]) => startThreadedService({ ...o, workers })
+        : startService;
+    svc = await start({
       ...storeFlags(v["data-dir"], v.database),
       listen: required(v.listen, "--listen"),
       resourcesPath: required(v.resources, "--resources"),

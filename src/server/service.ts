@@ -38,6 +38,15 @@ export interface ServeOptions {
   rateLimit?: number;
   /** Joins per second per join token (0 = off); default 1000. */
   tokenRateLimit?: number;
+  /** A store opened elsewhere (an HTTP worker thread's view of the main thread's store);
+   *  its owner closes it. */
+  store?: Store;
+  /** Accept connections on this already-listening socket (shared by the worker threads)
+   *  instead of binding `listen`. */
+  listenFd?: number;
+  /** Called after `idbot admin rotate-jwt --server` rotated the JWT key through this
+   *  service, which has reloaded its own signing keys (threads tell their siblings). */
+  onAuthoritiesRotated?: () => void;
 }
 
 export class ServeError extends Error {
@@ -49,13 +58,22 @@ export interface RunningService {
   publicUrl: string;
   store: Store;
   authorities: Authorities;
+  /** The listening socket's descriptor, for worker threads to accept on too. */
+  listenFd?: number;
   /** Re-reads the resources and signing keys; on error keeps the previous ones and throws. */
   reload(): Promise<ResourceSet>;
+  /** Re-reads the signing keys only. */
+  reloadAuthorities(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startService(opts: ServeOptions): Promise<RunningService> {
-  const logger = opts.logger ?? jsonLogger();
+/** The checks that come before anything is created: listen address, TLS flags. */
+export function checkListen(opts: ServeOptions): {
+  host: string;
+  port: number;
+  useTls: boolean;
+  hostLabel: string;
+} {
   const { host, port } = parseListen(opts.listen);
   const useTls = Boolean(opts.tlsCertFile || opts.tlsKeyFile);
   if (useTls && !(opts.tlsCertFile && opts.tlsKeyFile)) {
@@ -66,12 +84,13 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       `refusing to serve plain HTTP on ${host}: only loopback addresses may be served without TLS. Give --tls-cert and --tls-key, or listen on 127.0.0.1.`,
     );
   }
-  // Resources first: a bad file must fail the start before anything is created.
-  const fileResources = () => loadResources(opts.resourcesPath);
-  let files = fileResources();
-  let store: Store;
+  return { host, port, useTls, hostLabel: host.includes(":") ? `[${host}]` : host };
+}
+
+/** Opens the store the options name, as a ServeError when it cannot be opened. */
+export async function openServiceStore(opts: ServeOptions, logger: Logger): Promise<Store> {
   try {
-    store = await openStore({
+    return await openStore({
       dataDir: opts.dataDir,
       database: opts.database,
       onConnectionError: (e) =>
@@ -80,6 +99,15 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
   } catch (e) {
     throw new ServeError((e as Error).message);
   }
+}
+
+export async function startService(opts: ServeOptions): Promise<RunningService> {
+  const logger = opts.logger ?? jsonLogger();
+  const { host, port, useTls, hostLabel } = checkListen(opts);
+  // Resources first: a bad file must fail the start before anything is created.
+  const fileResources = () => loadResources(opts.resourcesPath);
+  let files = fileResources();
+  const store = opts.store ?? (await openServiceStore(opts, logger));
   // Applied resources (idbot admin apply, tokens edit) live in the store and override
   // the files; the version is polled so changes reach every replica within seconds.
   // The table also holds entries that are not resources (admin tokens): only resource kinds merge.
@@ -102,7 +130,6 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         throw new ServeError(`cannot read the TLS certificate or key: ${(e as Error).message}`);
       }
     }
-    const hostLabel = host.includes(":") ? `[${host}]` : host;
     let authorities = new Authorities(
       await store.loadOrCreateCAs((name) => createAuthorityRecord(name, opts.publicUrl ?? hostLabel)),
     );
@@ -136,10 +163,14 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       },
       // After `idbot admin rotate-jwt --server`, this replica signs with the new key at once.
       reloadAuthorities: async () => {
-        authorities = new Authorities(
-          await store.loadOrCreateCAs((name) => createAuthorityRecord(name, publicUrl)),
-        );
+        await reloadAuthorities();
+        opts.onAuthoritiesRotated?.();
       },
+    };
+    const reloadAuthorities = async () => {
+      authorities = new Authorities(
+        await store.loadOrCreateCAs((name) => createAuthorityRecord(name, publicUrl)),
+      );
     };
     const handler = createHandler(routeContext);
     const serverOptions = {
@@ -155,7 +186,8 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       server.once("error", (e: NodeJS.ErrnoException) =>
         reject(new ServeError(`cannot listen on ${opts.listen}: ${e.code ?? e.message}`)),
       );
-      server.listen(port, host, () => resolve());
+      if (opts.listenFd !== undefined) server.listen({ fd: opts.listenFd }, () => resolve());
+      else server.listen(port, host, () => resolve());
     });
     const actualPort = (server.address() as AddressInfo).port;
     const url = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
@@ -187,10 +219,13 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       data_dir: opts.dataDir,
       database: opts.database ? "postgres" : undefined,
     });
+    const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
     return {
       url,
       publicUrl,
       store,
+      listenFd: typeof fd === "number" && fd >= 0 ? fd : undefined,
+      reloadAuthorities,
       get authorities() {
         return authorities;
       },
@@ -199,9 +234,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         resourcesVersion = await store.resourcesVersion();
         const next = await withApplied(files);
         // Signing keys too, so a rotation done with `idbot admin rotate-jwt` takes effect.
-        authorities = new Authorities(
-          await store.loadOrCreateCAs((name) => createAuthorityRecord(name, publicUrl)),
-        );
+        await reloadAuthorities();
         resources = next;
         logger.log("info", "resources reloaded", {
           roles: next.roles.size,
@@ -217,11 +250,11 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
           server.close(() => resolve());
           server.closeAllConnections();
         });
-        await store.close();
+        if (!opts.store) await store.close();
       },
     };
   } catch (e) {
-    await store.close();
+    if (!opts.store) await store.close();
     throw e;
   }
 }
