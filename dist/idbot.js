@@ -34769,7 +34769,7 @@ async function jsonBody(req, schema) {
   return parsed.data;
 }
 async function handleAdmin(req, res, path, ctx2, meta3) {
-  const wait = ctx2.limits.address.take(meta3.remoteAddr ?? "unknown");
+  const wait = await ctx2.limits.address.take(meta3.remoteAddr ?? "unknown");
   if (wait > 0) {
     ctx2.metrics.rateLimited.inc({ limit: "address" });
     return answerError(
@@ -37938,7 +37938,7 @@ function createHandler(ctx2) {
             return sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unhealthy", store: ctx2.store.kind });
           }
           case "/metrics":
-            return send(res, 200, ctx2.metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+            return send(res, 200, await ctx2.renderMetrics(), "text/plain; version=0.0.4; charset=utf-8");
           case "/v1/ca/ssh-user":
             return send(res, 200, `${ctx2.authorities.sshUserCaLine}
 `, "text/plain; charset=utf-8");
@@ -37957,7 +37957,7 @@ function createHandler(ctx2) {
         route2 = "other";
       } else if (req.method === "POST" && (path === "/v1/join" || path === "/v1/join/challenge" || path === "/v1/renew")) {
         route2 = path;
-        const wait = ctx2.limits.address.take(meta3.remoteAddr ?? "unknown");
+        const wait = await ctx2.limits.address.take(meta3.remoteAddr ?? "unknown");
         if (wait > 0) {
           ctx2.metrics.rateLimited.inc({ limit: "address" });
           return sendError(
@@ -37994,8 +37994,8 @@ function createHandler(ctx2) {
     }
   };
   async function dispatch(req, res, path, meta3) {
-    const tokenLimit = (token, method) => {
-      const wait = ctx2.limits.token.take(method === "token" ? "one-time-secrets" : `token:${token}`);
+    const tokenLimit = async (token, method) => {
+      const wait = await ctx2.limits.token.take(method === "token" ? "one-time-secrets" : `token:${token}`);
       if (wait > 0) {
         ctx2.metrics.rateLimited.inc({ limit: "token" });
         throw Object.assign(
@@ -38008,13 +38008,13 @@ function createHandler(ctx2) {
     };
     switch (path) {
       case "/v1/join":
-        return post(req, res, JoinRequestSchema, (body) => {
-          tokenLimit(body.token, body.join_method);
+        return post(req, res, JoinRequestSchema, async (body) => {
+          await tokenLimit(body.token, body.join_method);
           return handleJoin(body, meta3, ctx2);
         });
       case "/v1/join/challenge":
-        return post(req, res, ChallengeRequestSchema, (body) => {
-          tokenLimit(body.token);
+        return post(req, res, ChallengeRequestSchema, async (body) => {
+          await tokenLimit(body.token);
           return handleChallenge(body.token, meta3, ctx2);
         });
       default:
@@ -38180,6 +38180,12 @@ var init_metrics = __esm({
         for (const labels of labelSets) if (!this.values.has(key(labels))) this.values.set(key(labels), 0);
         return this;
       }
+      snapshot() {
+        return [...this.values];
+      }
+      merge(values2) {
+        for (const [k, v] of values2) this.values.set(k, (this.values.get(k) ?? 0) + v);
+      }
       render() {
         const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
         for (const [k, v] of this.values) lines.push(`${this.name}${k ? `{${k}}` : ""} ${v}`);
@@ -38216,6 +38222,21 @@ var init_metrics = __esm({
         }
         return s;
       }
+      snapshot() {
+        return [...this.series];
+      }
+      merge(series) {
+        for (const [k, s] of series) {
+          const mine = this.series.get(k);
+          if (!mine) {
+            this.series.set(k, { buckets: [...s.buckets], sum: s.sum, count: s.count });
+            continue;
+          }
+          for (let i = 0; i < mine.buckets.length; i++) mine.buckets[i] += s.buckets[i] ?? 0;
+          mine.sum += s.sum;
+          mine.count += s.count;
+        }
+      }
       render() {
         const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
         for (const [k, s] of this.series) {
@@ -38231,10 +38252,14 @@ var init_metrics = __esm({
       }
     };
     Metrics = class {
-      constructor(logger) {
+      /** `alert` replaces the alert window of this instance: a worker thread sends its
+       *  failures to the main thread, whose window sees the whole process's. */
+      constructor(logger, alert) {
         this.logger = logger;
+        this.alert = alert;
       }
       logger;
+      alert;
       joins = new Counter(
         "idbot_joins_total",
         "Joins by result (success, denied, bad_request, rate_limited, error)."
@@ -38279,6 +38304,11 @@ var init_metrics = __esm({
       /** Counts an authentication failure and raises the seed's alert past 5 per minute. */
       authFailure(reason, now = Date.now()) {
         this.authFailures.inc({ reason });
+        if (this.alert) this.alert(now);
+        else this.failureSeen(now);
+      }
+      /** The alert window: logs the alert when more than 5 failures fall in one minute. */
+      failureSeen(now) {
         this.failureTimes.push(now);
         while (this.failureTimes.length > 0 && this.failureTimes[0] < now - 6e4) this.failureTimes.shift();
         if (this.failureTimes.length > 5 && now - this.lastAlert >= 6e4) {
@@ -38294,8 +38324,8 @@ var init_metrics = __esm({
         if (!Number.isFinite(notBefore) || !Number.isFinite(notAfter)) return;
         this.renewalCertificateAge.observe((now - notBefore) / Math.max(1, notAfter - notBefore));
       }
-      render(extra = []) {
-        return `${[
+      all() {
+        return [
           this.joins,
           this.certificates,
           this.renewals,
@@ -38304,7 +38334,20 @@ var init_metrics = __esm({
           this.storeErrors,
           this.requestSeconds,
           this.renewalCertificateAge
-        ].map((m) => m.render()).concat(extra).join("\n")}
+        ];
+      }
+      /** Every series as plain data, to add up the threads of one process. */
+      snapshot() {
+        return this.all().map((m) => m.snapshot());
+      }
+      merge(snapshot) {
+        this.all().forEach((m, i) => {
+          m.merge(snapshot[i]);
+        });
+        return this;
+      }
+      render(extra = []) {
+        return `${this.all().map((m) => m.render()).concat(extra).join("\n")}
 `;
       }
     };
@@ -38392,7 +38435,8 @@ async function startService(opts) {
   const { host, port, useTls, hostLabel } = checkListen(opts);
   const fileResources = () => loadResources(opts.resourcesPath);
   let files = fileResources();
-  const store = opts.store ?? await openServiceStore(opts, logger);
+  const shared = opts.shared;
+  const store = shared?.store ?? await openServiceStore(opts, logger);
   const kinds = new Set(RESOURCE_KINDS);
   const withApplied = async (set2) => mergeResources(
     set2,
@@ -38420,6 +38464,7 @@ async function startService(opts) {
         `--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`
       );
     }
+    const metrics = new Metrics(logger, shared?.authFailure);
     const routeContext = {
       store,
       get authorities() {
@@ -38435,15 +38480,16 @@ async function startService(opts) {
         return trustDomain;
       },
       logger,
-      metrics: new Metrics(logger),
-      limits: {
+      metrics,
+      renderMetrics: shared?.renderMetrics ?? (async () => metrics.render()),
+      limits: shared?.limits ?? {
         address: new RateLimiter(opts.rateLimit ?? 500),
         token: new RateLimiter(opts.tokenRateLimit ?? 1e3)
       },
       // After `idbot admin rotate-jwt --server`, this replica signs with the new key at once.
       reloadAuthorities: async () => {
         await reloadAuthorities();
-        opts.onAuthoritiesRotated?.();
+        shared?.authoritiesRotated();
       }
     };
     const reloadAuthorities = async () => {
@@ -38485,12 +38531,9 @@ async function startService(opts) {
       }
     }, 2e3);
     poll.unref();
-    const prune = setInterval(
-      () => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
-      }),
-      6e5
-    );
-    prune.unref();
+    const prune = shared ? void 0 : setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
+    }), 6e5);
+    prune?.unref();
     logger.log("info", "idbot service started", {
       url: url2,
       public_url: publicUrl,
@@ -38505,6 +38548,7 @@ async function startService(opts) {
       store,
       listenFd: typeof fd === "number" && fd >= 0 ? fd : void 0,
       reloadAuthorities,
+      metrics,
       get authorities() {
         return authorities;
       },
@@ -38519,7 +38563,6 @@ async function startService(opts) {
           bots: next.bots.size,
           tokens: next.tokens.size
         });
-        return next;
       },
       async close() {
         clearInterval(prune);
@@ -38528,11 +38571,11 @@ async function startService(opts) {
           server.close(() => resolve8());
           server.closeAllConnections();
         });
-        if (!opts.store) await store.close();
+        if (!shared) await store.close();
       }
     };
   } catch (e) {
-    if (!opts.store) await store.close();
+    if (!shared) await store.close();
     throw e;
   }
 }
@@ -38568,8 +38611,9 @@ function batched(port) {
     if (queue.push(m) === 1) setImmediate(flush);
   };
 }
-function serveStore(store, port, create, log) {
+function serveCalls(port, store, handlers, log) {
   const send2 = batched(port);
+  const storeMethods = new Set(STORE_METHODS);
   port.on("message", (batch) => {
     for (const m of batch) {
       if ("log" in m) {
@@ -38577,7 +38621,16 @@ function serveStore(store, port, create, log) {
         continue;
       }
       const id = m.id;
-      const run = m.method === "loadOrCreateCAs" ? store.loadOrCreateCAs(create) : store[m.method](...m.args);
+      let run;
+      try {
+        const own2 = handlers[m.method];
+        if (own2) run = Promise.resolve(own2(...m.args));
+        else if (storeMethods.has(m.method))
+          run = store[m.method](...m.args);
+        else throw new Error(`no such call: ${m.method}`);
+      } catch (e) {
+        run = Promise.reject(e);
+      }
       run.then(
         (value) => send2({ id, value }),
         (e) => send2({ id, error: { name: e?.name ?? "Error", message: e?.message ?? String(e), code: e?.code } })
@@ -38585,7 +38638,7 @@ function serveStore(store, port, create, log) {
     }
   });
 }
-function remoteStore(kind, port) {
+function callsTo(port) {
   let next = 0;
   const waiting = /* @__PURE__ */ new Map();
   const send2 = batched(port);
@@ -38601,21 +38654,12 @@ function remoteStore(kind, port) {
       } else w.resolve(reply.value);
     }
   });
-  const store = {
-    kind,
-    // The store's owner closes it; a worker only stops asking.
-    close: async () => {
-    }
-  };
-  for (const method of METHODS) {
-    store[method] = (...args) => new Promise((resolve8, reject) => {
+  return {
+    call: (method, args = []) => new Promise((resolve8, reject) => {
       const id = next++;
       waiting.set(id, { resolve: resolve8, reject });
-      send2({ id, method, args: method === "loadOrCreateCAs" ? [] : args });
-    });
-  }
-  return {
-    store,
+      send2({ id, method, args });
+    }),
     stderr: {
       write(text4) {
         send2({ log: text4 });
@@ -38624,11 +38668,23 @@ function remoteStore(kind, port) {
     }
   };
 }
-var METHODS;
+function remoteStore(kind, caller) {
+  const store = {
+    kind,
+    // The store's owner closes it; a worker only stops asking.
+    close: async () => {
+    }
+  };
+  for (const method of STORE_METHODS) {
+    store[method] = (...args) => caller.call(method, method === "loadOrCreateCAs" ? [] : args);
+  }
+  return store;
+}
+var STORE_METHODS;
 var init_remote2 = __esm({
   "src/server/store/remote.ts"() {
     "use strict";
-    METHODS = [
+    STORE_METHODS = [
       "loadOrCreateCAs",
       "rotateCA",
       "commitJoin",
@@ -38660,95 +38716,126 @@ var init_remote2 = __esm({
 var threads_exports = {};
 __export(threads_exports, {
   WORKER_ROLE: () => WORKER_ROLE,
-  isServiceWorker: () => isServiceWorker,
-  runServiceWorker: () => runServiceWorker,
+  defaultWorkers: () => defaultWorkers,
   startThreadedService: () => startThreadedService
 });
+import { availableParallelism } from "node:os";
 import { MessageChannel, parentPort, Worker as Worker2, workerData } from "node:worker_threads";
+function defaultWorkers() {
+  const cores = availableParallelism();
+  return cores > 1 ? Math.min(cores, 16) : 0;
+}
 function isServiceWorker() {
   return workerData?.role === WORKER_ROLE;
 }
 async function runServiceWorker() {
   const data = workerData;
-  const port = parentPort;
-  const post2 = (r) => port.postMessage(r);
+  const parent = parentPort;
+  const report = (r) => parent.postMessage(r);
+  const main2 = callsTo(data.port);
   let svc;
   try {
-    const remote = remoteStore(data.storeKind, data.storePort);
     svc = await startService({
       ...data.opts,
-      store: remote.store,
-      logger: jsonLogger(remote.stderr),
-      // A rotation through this worker's admin API reaches every thread.
-      onAuthoritiesRotated: () => post2({ op: "authorities-rotated" })
+      logger: jsonLogger(main2.stderr),
+      shared: {
+        store: remoteStore(data.storeKind, main2),
+        limits: {
+          address: { take: (key2) => main2.call("limit", ["address", key2]) },
+          token: { take: (key2) => main2.call("limit", ["token", key2]) }
+        },
+        renderMetrics: () => main2.call("metrics"),
+        authFailure: (now) => void main2.call("authFailure", [now]),
+        authoritiesRotated: () => void main2.call("authoritiesRotated")
+      }
     });
   } catch (e) {
-    post2({ op: "failed", message: e.message });
+    report({ op: "failed", message: e.message });
     return;
   }
-  port.on("message", async (c) => {
+  parent.on("message", async (c) => {
     try {
+      if (c.op === "metrics") return report({ op: "done", id: c.id, metrics: svc.metrics.snapshot() });
       if (c.op === "reload") await svc.reload();
       else if (c.op === "reload-authorities") await svc.reloadAuthorities();
       else await svc.close();
-      post2({ op: "done", id: c.id });
+      report({ op: "done", id: c.id });
     } catch (e) {
-      post2({ op: "done", id: c.id, error: e.message });
+      report({ op: "done", id: c.id, error: e.message });
     }
     if (c.op === "close") {
-      data.storePort.close();
-      port.close();
+      data.port.close();
+      parent.close();
     }
   });
-  post2({ op: "ready", url: svc.url, publicUrl: svc.publicUrl, listenFd: svc.listenFd });
+  report({ op: "ready", url: svc.url, publicUrl: svc.publicUrl, listenFd: svc.listenFd });
 }
 async function startThreadedService(opts) {
-  const { workers: count, logger: given, ...rest } = opts;
+  const { workers: count, logger: given, ...workerOpts } = opts;
   const logger = given ?? jsonLogger();
   const { hostLabel } = checkListen(opts);
   loadResources(opts.resourcesPath);
   const store = await openServiceStore(opts, logger);
   const create = (name2) => createAuthorityRecord(name2, opts.publicUrl ?? hostLabel);
-  await store.loadOrCreateCAs(create);
   const threads = [];
+  let closing = false;
   let nextId = 0;
   const pending = /* @__PURE__ */ new Map();
-  const broadcast = (op) => new Promise((resolve8, reject) => {
-    const id = nextId++;
-    const errors = [];
-    pending.set(id, {
-      left: threads.length,
-      errors,
-      done: () => errors.length ? reject(new Error(errors[0])) : resolve8()
-    });
-    for (const t of threads) t.worker.postMessage({ id, op });
-  });
-  let closing = false;
-  const spawn2 = (workerOpts) => new Promise((resolve8, reject) => {
+  const broadcast = async (op) => {
+    const answers = await Promise.all(
+      threads.map(
+        (w) => new Promise((resolve8) => {
+          const id = nextId++;
+          pending.set(id, resolve8);
+          w.postMessage({ id, op });
+        })
+      )
+    );
+    const failed = answers.find((a) => a.error);
+    if (failed) throw new Error(failed.error);
+    return answers;
+  };
+  const fatal = (msg) => {
+    logger.log("error", msg);
+    logger.flush?.();
+    process.exit(1);
+  };
+  const limits = {
+    address: new RateLimiter(opts.rateLimit ?? 500),
+    token: new RateLimiter(opts.tokenRateLimit ?? 1e3)
+  };
+  const alerts = new Metrics(logger);
+  const handlers = {
+    loadOrCreateCAs: () => store.loadOrCreateCAs(create),
+    limit: (which, key2) => limits[which].take(String(key2)),
+    authFailure: (now) => alerts.failureSeen(Number(now)),
+    authoritiesRotated: () => void broadcast("reload-authorities").catch(() => {
+    }),
+    metrics: async () => {
+      const sum = new Metrics(logger);
+      for (const a of await broadcast("metrics")) sum.merge(a.metrics);
+      return sum.render();
+    }
+  };
+  const spawn2 = (o) => new Promise((resolve8, reject) => {
     const channel = new MessageChannel();
-    serveStore(store, channel.port1, create, (text4) => process.stderr.write(text4));
+    serveCalls(channel.port1, store, handlers, (text4) => process.stderr.write(text4));
     const worker = new Worker2(new URL(import.meta.url), {
       workerData: {
         role: WORKER_ROLE,
-        opts: workerOpts,
+        opts: o,
         storeKind: store.kind,
-        storePort: channel.port2
+        port: channel.port2
       },
       transferList: [channel.port2]
     });
+    threads.push(worker);
     worker.on("message", (r) => {
-      if (r.op === "ready") resolve8({ worker, ready: r });
+      if (r.op === "ready") resolve8(r);
       else if (r.op === "failed") reject(new Error(r.message));
-      else if (r.op === "authorities-rotated") void broadcast("reload-authorities").catch(() => {
-      });
-      else if (r.op === "done") {
-        const p = pending.get(r.id);
-        if (!p) return;
-        if (r.error) p.errors.push(r.error);
-        if (--p.left === 0) {
-          pending.delete(r.id);
-          p.done();
-        }
+      else {
+        pending.get(r.id)?.(r);
+        pending.delete(r.id);
       }
     });
     worker.on("error", (e) => {
@@ -38760,22 +38847,27 @@ async function startThreadedService(opts) {
       if (!closing) fatal(`a service thread exited (code ${code})`);
     });
   });
-  const fatal = (msg) => {
-    logger?.log("error", msg);
-    logger?.flush?.();
-    process.exit(1);
+  const stopThreads = async () => {
+    closing = true;
+    await Promise.all(threads.map((w) => w.terminate()));
   };
   try {
-    const first2 = await spawn2(rest);
-    threads.push({ worker: first2.worker, reports: [] });
-    const { url: url2, publicUrl, listenFd } = first2.ready;
-    if (listenFd !== void 0) {
-      const others = await Promise.all(
-        Array.from({ length: count - 1 }, () => spawn2({ ...rest, publicUrl, listenFd }))
-      );
-      for (const o of others) threads.push({ worker: o.worker, reports: [] });
-    }
+    await store.loadOrCreateCAs(create);
+    const first2 = await spawn2(workerOpts);
+    const { url: url2, publicUrl, listenFd } = first2;
+    if (listenFd === void 0) throw new Error("the listening socket's descriptor is not available");
+    await Promise.all(Array.from({ length: count - 1 }, () => spawn2({ ...workerOpts, publicUrl, listenFd })));
     let authorities = new Authorities(await store.loadOrCreateCAs(create));
+    const reloadAuthorities = async () => {
+      await broadcast("reload-authorities");
+      authorities = new Authorities(await store.loadOrCreateCAs(create));
+    };
+    const prune = setInterval(
+      () => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
+      }),
+      6e5
+    );
+    prune.unref();
     return {
       url: url2,
       publicUrl,
@@ -38784,26 +38876,24 @@ async function startThreadedService(opts) {
         return authorities;
       },
       listenFd,
+      // The main thread's own: the alert window (the counters live in the workers).
+      metrics: alerts,
       async reload() {
         await broadcast("reload");
         authorities = new Authorities(await store.loadOrCreateCAs(create));
-        return void 0;
       },
-      async reloadAuthorities() {
-        await broadcast("reload-authorities");
-        authorities = new Authorities(await store.loadOrCreateCAs(create));
-      },
+      reloadAuthorities,
       async close() {
+        clearInterval(prune);
         closing = true;
         await broadcast("close").catch(() => {
         });
-        await Promise.all(threads.map((t) => t.worker.terminate()));
+        await stopThreads();
         await store.close();
       }
     };
   } catch (e) {
-    closing = true;
-    await Promise.all(threads.map((t) => t.worker.terminate()));
+    await stopThreads();
     await store.close();
     throw e;
   }
@@ -38814,7 +38904,9 @@ var init_threads = __esm({
     "use strict";
     init_authorities();
     init_log();
+    init_metrics();
     init_resources();
+    init_ratelimit();
     init_service();
     init_remote2();
     WORKER_ROLE = "idbot-http-worker";
@@ -42076,6 +42168,9 @@ Options:
   --token-rate-limit N  joins per second per join token (default 1000; 0 = off)
   --tls-cert FILE       PEM certificate chain for HTTPS
   --tls-key FILE        PEM private key for HTTPS
+  --workers N|auto      HTTP threads beside the thread that owns the store (default auto:
+                        one per core, or 0 on one core = everything on one thread; each
+                        thread costs ~40-60 MB of memory under load)
 
 Example:
   idbot serve --data-dir /var/lib/idbot --listen 0.0.0.0:8443 --resources /etc/idbot \\
@@ -42095,15 +42190,15 @@ async function serveCommand(argv) {
       "token-rate-limit": { type: "string", default: "1000" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
-      workers: { type: "string", default: "0" }
+      workers: { type: "string", default: "auto" }
     },
     USAGE6
   );
   if (!args) return 0;
   const v = args.values;
   const { startService: startService2 } = await Promise.resolve().then(() => (init_service(), service_exports));
-  const { startThreadedService: startThreadedService2 } = await Promise.resolve().then(() => (init_threads(), threads_exports));
-  const workers = Number(v.workers);
+  const { defaultWorkers: defaultWorkers2, startThreadedService: startThreadedService2 } = await Promise.resolve().then(() => (init_threads(), threads_exports));
+  const workers = workerCount(v.workers, defaultWorkers2);
   let svc;
   try {
     const start = workers > 0 ? (o) => startThreadedService2({ ...o, workers }) : startService2;
@@ -42142,6 +42237,15 @@ async function serveCommand(argv) {
   await stopped;
   await svc.close();
   return 0;
+}
+function workerCount(v, auto) {
+  if (v === "auto") return auto();
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 64)
+    throw new CliError(
+      `--workers "${v}" is not a number of threads: give 0 (everything on one thread), 1 to 64, or auto`
+    );
+  return n;
 }
 function rate(v, flag) {
   const n = Number(v);

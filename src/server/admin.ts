@@ -512,7 +512,7 @@ export async function handleAdmin(
   ctx: AdminRouteContext,
   meta: { remoteAddr?: string; requestId: string },
 ): Promise<void> {
-  const wait = ctx.limits.address.take(meta.remoteAddr ?? "unknown");
+  const wait = await ctx.limits.address.take(meta.remoteAddr ?? "unknown");
   if (wait > 0) {
     ctx.metrics.rateLimited.inc({ limit: "address" });
     return answerError(

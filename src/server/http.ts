@@ -15,7 +15,7 @@ import { openIdConfiguration } from "./ca/jwt.ts";
 import { handleChallenge, handleJoin, type JoinContext } from "./join.ts";
 import { JoinError } from "./joinmethods/errors.ts";
 import type { Metrics } from "./metrics.ts";
-import type { RateLimiter } from "./ratelimit.ts";
+import type { Limiter } from "./ratelimit.ts";
 import { handleRenew } from "./renew.ts";
 
 /** Requests larger than this are refused before any parsing. */
@@ -24,7 +24,9 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export interface RouteContext extends JoinContext {
   logger: import("./log.ts").Logger;
   metrics: Metrics;
-  limits: { address: RateLimiter; token: RateLimiter };
+  /** The metrics page; a worker thread's adds up every thread's metrics. */
+  renderMetrics: () => Promise<string>;
+  limits: { address: Limiter; token: Limiter };
 }
 
 function send(
@@ -111,7 +113,7 @@ export function createHandler(ctx: RouteContext) {
             return sendJson(res, ok ? 200 : 503, { status: ok ? "ok" : "unhealthy", store: ctx.store.kind });
           }
           case "/metrics":
-            return send(res, 200, ctx.metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+            return send(res, 200, await ctx.renderMetrics(), "text/plain; version=0.0.4; charset=utf-8");
           case "/v1/ca/ssh-user":
             return send(res, 200, `${ctx.authorities.sshUserCaLine}\n`, "text/plain; charset=utf-8");
           case "/v1/ca/ssh-host":
@@ -132,7 +134,7 @@ export function createHandler(ctx: RouteContext) {
       ) {
         route = path;
         // Per source address, before reading anything.
-        const wait = ctx.limits.address.take(meta.remoteAddr ?? "unknown");
+        const wait = await ctx.limits.address.take(meta.remoteAddr ?? "unknown");
         if (wait > 0) {
           ctx.metrics.rateLimited.inc({ limit: "address" });
           return sendError(
@@ -177,9 +179,9 @@ export function createHandler(ctx: RouteContext) {
     path: string,
     meta: { remoteAddr?: string; requestId: string },
   ): Promise<Outcome | undefined> {
-    const tokenLimit = (token: string, method?: string) => {
+    const tokenLimit = async (token: string, method?: string) => {
       // A one-time secret is limited under one shared key, never keyed by the secret.
-      const wait = ctx.limits.token.take(method === "token" ? "one-time-secrets" : `token:${token}`);
+      const wait = await ctx.limits.token.take(method === "token" ? "one-time-secrets" : `token:${token}`);
       if (wait > 0) {
         ctx.metrics.rateLimited.inc({ limit: "token" });
         throw Object.assign(
@@ -192,13 +194,13 @@ export function createHandler(ctx: RouteContext) {
     };
     switch (path) {
       case "/v1/join":
-        return post(req, res, JoinRequestSchema, (body) => {
-          tokenLimit(body.token, body.join_method);
+        return post(req, res, JoinRequestSchema, async (body) => {
+          await tokenLimit(body.token, body.join_method);
           return handleJoin(body, meta, ctx);
         });
       case "/v1/join/challenge":
-        return post(req, res, ChallengeRequestSchema, (body) => {
-          tokenLimit(body.token);
+        return post(req, res, ChallengeRequestSchema, async (body) => {
+          await tokenLimit(body.token);
           return handleChallenge(body.token, meta, ctx);
         });
       default:

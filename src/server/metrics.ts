@@ -29,6 +29,12 @@ class Counter {
     for (const labels of labelSets) if (!this.values.has(key(labels))) this.values.set(key(labels), 0);
     return this;
   }
+  snapshot(): Array<[string, number]> {
+    return [...this.values];
+  }
+  merge(values: Array<[string, number]>): void {
+    for (const [k, v] of values) this.values.set(k, (this.values.get(k) ?? 0) + v);
+  }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
     for (const [k, v] of this.values) lines.push(`${this.name}${k ? `{${k}}` : ""} ${v}`);
@@ -36,8 +42,10 @@ class Counter {
   }
 }
 
+type Series = { buckets: number[]; sum: number; count: number };
+
 class Histogram {
-  private series = new Map<string, { buckets: number[]; sum: number; count: number }>();
+  private series = new Map<string, Series>();
   constructor(
     readonly name: string,
     readonly help: string,
@@ -62,6 +70,21 @@ class Histogram {
       this.series.set(k, s);
     }
     return s;
+  }
+  snapshot(): Array<[string, Series]> {
+    return [...this.series];
+  }
+  merge(series: Array<[string, Series]>): void {
+    for (const [k, s] of series) {
+      const mine = this.series.get(k);
+      if (!mine) {
+        this.series.set(k, { buckets: [...s.buckets], sum: s.sum, count: s.count });
+        continue;
+      }
+      for (let i = 0; i < mine.buckets.length; i++) mine.buckets[i]! += s.buckets[i] ?? 0;
+      mine.sum += s.sum;
+      mine.count += s.count;
+    }
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
@@ -121,11 +144,22 @@ export class Metrics {
   private failureTimes: number[] = [];
   private lastAlert = 0;
 
-  constructor(private logger: Logger) {}
+  /** `alert` replaces the alert window of this instance: a worker thread sends its
+   *  failures to the main thread, whose window sees the whole process's. */
+  constructor(
+    private logger: Logger,
+    private alert?: (now: number) => void,
+  ) {}
 
   /** Counts an authentication failure and raises the seed's alert past 5 per minute. */
   authFailure(reason: string, now = Date.now()): void {
     this.authFailures.inc({ reason });
+    if (this.alert) this.alert(now);
+    else this.failureSeen(now);
+  }
+
+  /** The alert window: logs the alert when more than 5 failures fall in one minute. */
+  failureSeen(now: number): void {
     this.failureTimes.push(now);
     while (this.failureTimes.length > 0 && this.failureTimes[0]! < now - 60_000) this.failureTimes.shift();
     if (this.failureTimes.length > 5 && now - this.lastAlert >= 60_000) {
@@ -143,8 +177,8 @@ export class Metrics {
     this.renewalCertificateAge.observe((now - notBefore) / Math.max(1, notAfter - notBefore));
   }
 
-  render(extra: string[] = []): string {
-    return `${[
+  private all() {
+    return [
       this.joins,
       this.certificates,
       this.renewals,
@@ -153,9 +187,27 @@ export class Metrics {
       this.storeErrors,
       this.requestSeconds,
       this.renewalCertificateAge,
-    ]
+    ] as const;
+  }
+
+  /** Every series as plain data, to add up the threads of one process. */
+  snapshot(): MetricsSnapshot {
+    return this.all().map((m) => m.snapshot()) as MetricsSnapshot;
+  }
+
+  merge(snapshot: MetricsSnapshot): this {
+    this.all().forEach((m, i) => {
+      (m.merge as (v: unknown) => void)(snapshot[i]);
+    });
+    return this;
+  }
+
+  render(extra: string[] = []): string {
+    return `${this.all()
       .map((m) => m.render())
       .concat(extra)
       .join("\n")}\n`;
   }
 }
+
+export type MetricsSnapshot = unknown[] & { readonly __metrics: unique symbol };

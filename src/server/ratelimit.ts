@@ -2,7 +2,12 @@
 // memory: they bound what one client or one leaked token can cost a replica (the
 // single-use guarantees live in the database, not here). Idle buckets are forgotten.
 
-export class RateLimiter {
+/** 0 when allowed, else the seconds to wait; a worker thread asks the main thread's. */
+export interface Limiter {
+  take(key: string): number | Promise<number>;
+}
+
+export class RateLimiter implements Limiter {
   private buckets = new Map<string, { tokens: number; at: number }>();
 
   /** `perSecond` 0 disables the limit. Burst = 2 seconds' worth. */

@@ -18,7 +18,7 @@ import {
   RESOURCE_KINDS,
   type ResourceSet,
 } from "./policy/resources.ts";
-import { RateLimiter } from "./ratelimit.ts";
+import { type Limiter, RateLimiter } from "./ratelimit.ts";
 import { openStore } from "./store/open.ts";
 import type { Store } from "./store/store.ts";
 
@@ -38,15 +38,24 @@ export interface ServeOptions {
   rateLimit?: number;
   /** Joins per second per join token (0 = off); default 1000. */
   tokenRateLimit?: number;
-  /** A store opened elsewhere (an HTTP worker thread's view of the main thread's store);
-   *  its owner closes it. */
-  store?: Store;
+  /** Set in the HTTP worker threads of a threaded service (threads.ts): what they share
+   *  with the main thread instead of keeping their own. */
+  shared?: SharedState;
   /** Accept connections on this already-listening socket (shared by the worker threads)
    *  instead of binding `listen`. */
   listenFd?: number;
-  /** Called after `idbot admin rotate-jwt --server` rotated the JWT key through this
-   *  service, which has reloaded its own signing keys (threads tell their siblings). */
-  onAuthoritiesRotated?: () => void;
+}
+
+export interface SharedState {
+  /** The main thread's store; its owner closes it. */
+  store: Store;
+  limits: { address: Limiter; token: Limiter };
+  /** Every thread's metrics, added up and rendered. */
+  renderMetrics: () => Promise<string>;
+  /** Feeds the process-wide auth-failure alert. */
+  authFailure: (now: number) => void;
+  /** After `idbot admin rotate-jwt --server` through this thread: the others reload too. */
+  authoritiesRotated: () => void;
 }
 
 export class ServeError extends Error {
@@ -60,8 +69,10 @@ export interface RunningService {
   authorities: Authorities;
   /** The listening socket's descriptor, for worker threads to accept on too. */
   listenFd?: number;
+  /** This thread's metrics (a threaded service adds up its threads'). */
+  metrics: Metrics;
   /** Re-reads the resources and signing keys; on error keeps the previous ones and throws. */
-  reload(): Promise<ResourceSet>;
+  reload(): Promise<void>;
   /** Re-reads the signing keys only. */
   reloadAuthorities(): Promise<void>;
   close(): Promise<void>;
@@ -107,7 +118,8 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
   // Resources first: a bad file must fail the start before anything is created.
   const fileResources = () => loadResources(opts.resourcesPath);
   let files = fileResources();
-  const store = opts.store ?? (await openServiceStore(opts, logger));
+  const shared = opts.shared;
+  const store = shared?.store ?? (await openServiceStore(opts, logger));
   // Applied resources (idbot admin apply, tokens edit) live in the store and override
   // the files; the version is polled so changes reach every replica within seconds.
   // The table also holds entries that are not resources (admin tokens): only resource kinds merge.
@@ -141,6 +153,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         `--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`,
       );
     }
+    const metrics = new Metrics(logger, shared?.authFailure);
     const routeContext: AdminRouteContext = {
       store,
       get authorities() {
@@ -156,15 +169,16 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         return trustDomain;
       },
       logger,
-      metrics: new Metrics(logger),
-      limits: {
+      metrics,
+      renderMetrics: shared?.renderMetrics ?? (async () => metrics.render()),
+      limits: shared?.limits ?? {
         address: new RateLimiter(opts.rateLimit ?? 500),
         token: new RateLimiter(opts.tokenRateLimit ?? 1000),
       },
       // After `idbot admin rotate-jwt --server`, this replica signs with the new key at once.
       reloadAuthorities: async () => {
         await reloadAuthorities();
-        opts.onAuthoritiesRotated?.();
+        shared?.authoritiesRotated();
       },
     };
     const reloadAuthorities = async () => {
@@ -207,11 +221,11 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       }
     }, 2000);
     poll.unref();
-    const prune = setInterval(
-      () => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}),
-      600_000,
-    );
-    prune.unref();
+    // A worker thread leaves this to the main thread, which owns the store.
+    const prune = shared
+      ? undefined
+      : setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}), 600_000);
+    prune?.unref();
     logger.log("info", "idbot service started", {
       url,
       public_url: publicUrl,
@@ -226,6 +240,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       store,
       listenFd: typeof fd === "number" && fd >= 0 ? fd : undefined,
       reloadAuthorities,
+      metrics,
       get authorities() {
         return authorities;
       },
@@ -241,7 +256,6 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
           bots: next.bots.size,
           tokens: next.tokens.size,
         });
-        return next;
       },
       async close() {
         clearInterval(prune);
@@ -250,11 +264,11 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
           server.close(() => resolve());
           server.closeAllConnections();
         });
-        if (!opts.store) await store.close();
+        if (!shared) await store.close();
       },
     };
   } catch (e) {
-    if (!opts.store) await store.close();
+    if (!shared) await store.close();
     throw e;
   }
 }

@@ -1,13 +1,17 @@
-// One service process on several cores: the main thread owns the store (SQLite allows one
-// writer; group commit wants every join in one queue) and N worker threads each run the
-// whole HTTP service (TLS, parsing, ID-token checks, certificates) on one shared listening
-// socket, calling the store through remoteStore. Worker threads share the process's file
-// descriptors, so the first worker binds and the others accept on its descriptor; the
-// kernel hands each new connection to whichever thread accepts first, i.e. an idle one.
+// One service process on several cores. The main thread owns the store (SQLite allows one
+// writer, and group commit wants every join in one queue) and the process-wide state:
+// rate limits, the auth-failure alert, the sum of the metrics. N worker threads each run
+// the whole HTTP service (TLS, parsing, ID-token checks, certificates) and call the main
+// thread for the rest (store/remote.ts). Threads share the process's file descriptors, so
+// the first worker binds the listening socket and the others accept on its descriptor:
+// the kernel hands a new connection to a thread waiting in accept, i.e. an idle one.
+import { availableParallelism } from "node:os";
 import { MessageChannel, type MessagePort, parentPort, Worker, workerData } from "node:worker_threads";
 import { Authorities, createAuthorityRecord } from "./ca/authorities.ts";
 import { jsonLogger } from "./log.ts";
+import { Metrics, type MetricsSnapshot } from "./metrics.ts";
 import { loadResources } from "./policy/resources.ts";
+import { RateLimiter } from "./ratelimit.ts";
 import {
   checkListen,
   openServiceStore,
@@ -15,119 +19,159 @@ import {
   type ServeOptions,
   startService,
 } from "./service.ts";
-import { remoteStore, serveStore } from "./store/remote.ts";
+import { callsTo, remoteStore, serveCalls } from "./store/remote.ts";
 import type { CAName, Store } from "./store/store.ts";
 
-/** Marks a thread started by startThreadedService (the bundle's entry checks it). */
+/** Marks a thread started by startThreadedService; src/cli/idbot.ts checks it too. */
 export const WORKER_ROLE = "idbot-http-worker";
 
-type WorkerOptions = Omit<ServeOptions, "logger" | "store">;
+/** `--workers auto`: one HTTP thread per core; none (all in one thread) on one core. */
+export function defaultWorkers(): number {
+  const cores = availableParallelism();
+  return cores > 1 ? Math.min(cores, 16) : 0;
+}
+
+type WorkerOptions = Omit<ServeOptions, "logger" | "shared">;
 interface WorkerData {
   role: typeof WORKER_ROLE;
   opts: WorkerOptions;
   storeKind: Store["kind"];
-  storePort: MessagePort;
+  port: MessagePort;
 }
-/** Main thread -> worker. */
-type Command = { id: number; op: "reload" | "close" | "reload-authorities" };
-/** Worker -> main thread. */
+/** Main thread -> worker, on the worker's parentPort. */
+type Command = { id: number; op: "reload" | "reload-authorities" | "close" | "metrics" };
+/** Worker -> main thread, on parentPort. */
 type Report =
   | { op: "ready"; url: string; publicUrl: string; listenFd?: number }
   | { op: "failed"; message: string }
-  | { op: "done"; id: number; error?: string }
-  | { op: "authorities-rotated" };
+  | { op: "done"; id: number; error?: string; metrics?: MetricsSnapshot };
 
-export function isServiceWorker(): boolean {
+function isServiceWorker(): boolean {
   return (workerData as Partial<WorkerData> | null)?.role === WORKER_ROLE;
 }
 
-/** The worker thread's side: one full HTTP service over the main thread's store. */
-export async function runServiceWorker(): Promise<void> {
+/** The worker thread's side: one full HTTP service sharing the main thread's state. */
+async function runServiceWorker(): Promise<void> {
   const data = workerData as WorkerData;
-  const port = parentPort!;
-  const post = (r: Report) => port.postMessage(r);
+  const parent = parentPort!;
+  const report = (r: Report) => parent.postMessage(r);
+  const main = callsTo(data.port);
   let svc: RunningService;
   try {
-    const remote = remoteStore(data.storeKind, data.storePort);
     svc = await startService({
       ...data.opts,
-      store: remote.store,
-      logger: jsonLogger(remote.stderr as NodeJS.WritableStream),
-      // A rotation through this worker's admin API reaches every thread.
-      onAuthoritiesRotated: () => post({ op: "authorities-rotated" }),
+      logger: jsonLogger(main.stderr as unknown as NodeJS.WritableStream),
+      shared: {
+        store: remoteStore(data.storeKind, main),
+        limits: {
+          address: { take: (key) => main.call("limit", ["address", key]) as Promise<number> },
+          token: { take: (key) => main.call("limit", ["token", key]) as Promise<number> },
+        },
+        renderMetrics: () => main.call("metrics") as Promise<string>,
+        authFailure: (now) => void main.call("authFailure", [now]),
+        authoritiesRotated: () => void main.call("authoritiesRotated"),
+      },
     });
   } catch (e) {
-    post({ op: "failed", message: (e as Error).message });
+    report({ op: "failed", message: (e as Error).message });
     return;
   }
-  port.on("message", async (c: Command) => {
+  parent.on("message", async (c: Command) => {
     try {
+      if (c.op === "metrics") return report({ op: "done", id: c.id, metrics: svc.metrics.snapshot() });
       if (c.op === "reload") await svc.reload();
       else if (c.op === "reload-authorities") await svc.reloadAuthorities();
       else await svc.close();
-      post({ op: "done", id: c.id });
+      report({ op: "done", id: c.id });
     } catch (e) {
-      post({ op: "done", id: c.id, error: (e as Error).message });
+      report({ op: "done", id: c.id, error: (e as Error).message });
     }
     if (c.op === "close") {
-      data.storePort.close();
-      port.close();
+      data.port.close();
+      parent.close();
     }
   });
-  post({ op: "ready", url: svc.url, publicUrl: svc.publicUrl, listenFd: svc.listenFd });
+  report({ op: "ready", url: svc.url, publicUrl: svc.publicUrl, listenFd: svc.listenFd });
 }
 
+/** Starts the service on `workers` HTTP threads (at least 1) over one store. */
 export async function startThreadedService(
   opts: ServeOptions & { workers: number },
 ): Promise<RunningService> {
-  const { workers: count, logger: given, ...rest } = opts;
+  const { workers: count, logger: given, ...workerOpts } = opts;
   const logger = given ?? jsonLogger();
-  // As startService does, before anything is created.
+  // What startService checks first, before anything is created.
   const { hostLabel } = checkListen(opts);
   loadResources(opts.resourcesPath);
   const store = await openServiceStore(opts, logger);
   const create = (name: CAName) => createAuthorityRecord(name, opts.publicUrl ?? hostLabel);
-  await store.loadOrCreateCAs(create);
-  const threads: Array<{ worker: Worker; reports: Report[] }> = [];
-  let nextId = 0;
-  const pending = new Map<number, { left: number; errors: string[]; done: () => void }>();
-  const broadcast = (op: Command["op"]) =>
-    new Promise<void>((resolve, reject) => {
-      const id = nextId++;
-      const errors: string[] = [];
-      pending.set(id, {
-        left: threads.length,
-        errors,
-        done: () => (errors.length ? reject(new Error(errors[0])) : resolve()),
-      });
-      for (const t of threads) t.worker.postMessage({ id, op } satisfies Command);
-    });
+
+  const threads: Worker[] = [];
   let closing = false;
-  const spawn = (workerOpts: WorkerOptions) =>
-    new Promise<{ worker: Worker; ready: Extract<Report, { op: "ready" }> }>((resolve, reject) => {
+  let nextId = 0;
+  const pending = new Map<number, (r: Extract<Report, { op: "done" }>) => void>();
+  /** Sends `op` to every thread; resolves with their answers, rejects with the first error. */
+  const broadcast = async (op: Command["op"]) => {
+    const answers = await Promise.all(
+      threads.map(
+        (w) =>
+          new Promise<Extract<Report, { op: "done" }>>((resolve) => {
+            const id = nextId++;
+            pending.set(id, resolve);
+            w.postMessage({ id, op } satisfies Command);
+          }),
+      ),
+    );
+    const failed = answers.find((a) => a.error);
+    if (failed) throw new Error(failed.error);
+    return answers;
+  };
+  // A thread that dies takes its share of connections with it: stop the whole process, so
+  // its supervisor restarts it whole, rather than serve on with fewer threads.
+  const fatal = (msg: string) => {
+    logger.log("error", msg);
+    logger.flush?.();
+    process.exit(1);
+  };
+
+  // Process-wide state the workers call for.
+  const limits = {
+    address: new RateLimiter(opts.rateLimit ?? 500),
+    token: new RateLimiter(opts.tokenRateLimit ?? 1000),
+  };
+  const alerts = new Metrics(logger);
+  const handlers = {
+    loadOrCreateCAs: () => store.loadOrCreateCAs(create),
+    limit: (which: unknown, key: unknown) => limits[which as "address" | "token"].take(String(key)),
+    authFailure: (now: unknown) => alerts.failureSeen(Number(now)),
+    authoritiesRotated: () => void broadcast("reload-authorities").catch(() => {}),
+    metrics: async () => {
+      const sum = new Metrics(logger);
+      for (const a of await broadcast("metrics")) sum.merge(a.metrics!);
+      return sum.render();
+    },
+  };
+
+  const spawn = (o: WorkerOptions) =>
+    new Promise<Extract<Report, { op: "ready" }>>((resolve, reject) => {
       const channel = new MessageChannel();
-      serveStore(store, channel.port1, create, (text) => process.stderr.write(text));
+      serveCalls(channel.port1, store, handlers, (text) => process.stderr.write(text));
       const worker = new Worker(new URL(import.meta.url), {
         workerData: {
           role: WORKER_ROLE,
-          opts: workerOpts,
+          opts: o,
           storeKind: store.kind,
-          storePort: channel.port2,
+          port: channel.port2,
         } satisfies WorkerData,
         transferList: [channel.port2],
       });
+      threads.push(worker);
       worker.on("message", (r: Report) => {
-        if (r.op === "ready") resolve({ worker, ready: r });
+        if (r.op === "ready") resolve(r);
         else if (r.op === "failed") reject(new Error(r.message));
-        else if (r.op === "authorities-rotated") void broadcast("reload-authorities").catch(() => {});
-        else if (r.op === "done") {
-          const p = pending.get(r.id);
-          if (!p) return;
-          if (r.error) p.errors.push(r.error);
-          if (--p.left === 0) {
-            pending.delete(r.id);
-            p.done();
-          }
+        else {
+          pending.get(r.id)?.(r);
+          pending.delete(r.id);
         }
       });
       worker.on("error", (e) => {
@@ -139,24 +183,28 @@ export async function startThreadedService(
         if (!closing) fatal(`a service thread exited (code ${code})`);
       });
     });
-  // A thread that dies takes its share of connections with it: stop the whole process, so
-  // its supervisor restarts it whole, rather than serve on with fewer threads.
-  const fatal = (msg: string) => {
-    logger?.log("error", msg);
-    logger?.flush?.();
-    process.exit(1);
+
+  const stopThreads = async () => {
+    closing = true;
+    await Promise.all(threads.map((w) => w.terminate()));
   };
   try {
-    const first = await spawn(rest);
-    threads.push({ worker: first.worker, reports: [] });
-    const { url, publicUrl, listenFd } = first.ready;
-    if (listenFd !== undefined) {
-      const others = await Promise.all(
-        Array.from({ length: count - 1 }, () => spawn({ ...rest, publicUrl, listenFd })),
-      );
-      for (const o of others) threads.push({ worker: o.worker, reports: [] });
-    }
+    await store.loadOrCreateCAs(create);
+    const first = await spawn(workerOpts);
+    const { url, publicUrl, listenFd } = first;
+    if (listenFd === undefined) throw new Error("the listening socket's descriptor is not available");
+    await Promise.all(Array.from({ length: count - 1 }, () => spawn({ ...workerOpts, publicUrl, listenFd })));
     let authorities = new Authorities(await store.loadOrCreateCAs(create));
+    const reloadAuthorities = async () => {
+      await broadcast("reload-authorities");
+      authorities = new Authorities(await store.loadOrCreateCAs(create));
+    };
+    // Replay keys are pruned here, once for the process.
+    const prune = setInterval(
+      () => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}),
+      600_000,
+    );
+    prune.unref();
     return {
       url,
       publicUrl,
@@ -165,25 +213,23 @@ export async function startThreadedService(
         return authorities;
       },
       listenFd,
+      // The main thread's own: the alert window (the counters live in the workers).
+      metrics: alerts,
       async reload() {
         await broadcast("reload");
         authorities = new Authorities(await store.loadOrCreateCAs(create));
-        return undefined as never;
       },
-      async reloadAuthorities() {
-        await broadcast("reload-authorities");
-        authorities = new Authorities(await store.loadOrCreateCAs(create));
-      },
+      reloadAuthorities,
       async close() {
+        clearInterval(prune);
         closing = true;
         await broadcast("close").catch(() => {});
-        await Promise.all(threads.map((t) => t.worker.terminate()));
+        await stopThreads();
         await store.close();
       },
     };
   } catch (e) {
-    closing = true;
-    await Promise.all(threads.map((t) => t.worker.terminate()));
+    await stopThreads();
     await store.close();
     throw e;
   }

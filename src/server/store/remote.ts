@@ -1,16 +1,18 @@
-// The store across a thread boundary: the thread that opened the store answers calls
-// posted by the HTTP worker threads (serveStore), which see it as a Store (remoteStore).
-// Every Store method takes and returns plain data, so structured clone carries it; an
-// error keeps its name, message and code, which isStoreOutage and the callers look at.
+// Calls across a thread boundary. The main thread of a threaded service owns the store
+// and the process-wide state (rate limits, metrics, the auth-failure alert); its HTTP
+// worker threads call it through one MessagePort each (serveCalls / callsTo), and see
+// the store as a Store (remoteStore). Arguments and results are plain data, so
+// structured clone carries them; an error keeps its name, message and code, which
+// isStoreOutage and the callers look at.
 //
 // Messages go out as one array per event-loop turn: a worker under load makes many calls
 // (and log lines) per turn, and each postMessage costs both threads a wake-up and a
 // dispatch (~45 µs of a worker's time per join when sent one by one).
 import type { MessagePort } from "node:worker_threads";
-import type { CAKeyRecord, CAName, Store } from "./store.ts";
+import type { Store } from "./store.ts";
 
 type Method = Exclude<keyof Store, "kind" | "close">;
-const METHODS: readonly Method[] = [
+const STORE_METHODS: readonly Method[] = [
   "loadOrCreateCAs",
   "rotateCA",
   "commitJoin",
@@ -36,12 +38,14 @@ const METHODS: readonly Method[] = [
   "healthy",
 ];
 
-/** Worker -> store thread: a call, or log text to write to the process's stderr. */
-type Up = { id: number; method: Method; args: unknown[] } | { log: string };
-/** Store thread -> worker. */
+/** Worker -> main thread: a call, or log text to write to the process's stderr. */
+type Up = { id: number; method: string; args: unknown[] } | { log: string };
+/** Main thread -> worker. */
 type Down =
   | { id: number; value: unknown }
   | { id: number; error: { name: string; message: string; code?: unknown } };
+
+export type Handlers = Record<string, (...args: unknown[]) => Promise<unknown> | unknown>;
 
 /** Posts what is sent during one event-loop turn as one message. */
 function batched<T>(port: MessagePort): (m: T) => void {
@@ -56,15 +60,17 @@ function batched<T>(port: MessagePort): (m: T) => void {
   };
 }
 
-/** Answers the calls arriving on `port` with `store` (`create` makes a missing CA) and
- *  hands the log text to `log`. */
-export function serveStore(
-  store: Store,
+/** Main thread: answers the calls arriving on `port` with `handlers` (and `store` for
+ *  its methods; loadOrCreateCAs gets the main thread's own `create`), and hands log text
+ *  to `log`. */
+export function serveCalls(
   port: MessagePort,
-  create: (name: CAName) => CAKeyRecord,
+  store: Store,
+  handlers: Handlers,
   log: (text: string) => void,
 ): void {
   const send = batched<Down>(port);
+  const storeMethods: ReadonlySet<string> = new Set(STORE_METHODS);
   port.on("message", (batch: Up[]) => {
     for (const m of batch) {
       if ("log" in m) {
@@ -72,10 +78,16 @@ export function serveStore(
         continue;
       }
       const id = m.id;
-      const run =
-        m.method === "loadOrCreateCAs"
-          ? store.loadOrCreateCAs(create)
-          : (store[m.method] as (...a: unknown[]) => Promise<unknown>)(...m.args);
+      let run: Promise<unknown>;
+      try {
+        const own = handlers[m.method];
+        if (own) run = Promise.resolve(own(...m.args));
+        else if (storeMethods.has(m.method))
+          run = (store[m.method as Method] as (...a: unknown[]) => Promise<unknown>)(...m.args);
+        else throw new Error(`no such call: ${m.method}`);
+      } catch (e) {
+        run = Promise.reject(e);
+      }
       run.then(
         (value) => send({ id, value }),
         (e: Error & { code?: unknown }) =>
@@ -85,12 +97,14 @@ export function serveStore(
   });
 }
 
-/** A Store whose calls run on the thread holding the other end of `port`, and a stream
- *  whose text that thread writes to stderr (for the worker's log lines). */
-export function remoteStore(
-  kind: Store["kind"],
-  port: MessagePort,
-): { store: Store; stderr: { write(text: string): boolean } } {
+export interface Caller {
+  call(method: string, args?: unknown[]): Promise<unknown>;
+  /** A stream-like sink whose text the main thread writes to stderr. */
+  stderr: { write(text: string): boolean };
+}
+
+/** Worker thread: the calling end of `port`. */
+export function callsTo(port: MessagePort): Caller {
   let next = 0;
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   const send = batched<Up>(port);
@@ -106,22 +120,13 @@ export function remoteStore(
       } else w.resolve(reply.value);
     }
   });
-  const store: Record<string, unknown> = {
-    kind,
-    // The store's owner closes it; a worker only stops asking.
-    close: async () => {},
-  };
-  for (const method of METHODS) {
-    store[method] = (...args: unknown[]) =>
+  return {
+    call: (method, args = []) =>
       new Promise<unknown>((resolve, reject) => {
         const id = next++;
         waiting.set(id, { resolve, reject });
-        // loadOrCreateCAs' argument is a function: the store thread has its own.
-        send({ id, method, args: method === "loadOrCreateCAs" ? [] : args });
-      });
-  }
-  return {
-    store: store as unknown as Store,
+        send({ id, method, args });
+      }),
     stderr: {
       write(text: string) {
         send({ log: text });
@@ -129,4 +134,18 @@ export function remoteStore(
       },
     },
   };
+}
+
+/** The Store a worker thread uses: every call runs on the main thread. */
+export function remoteStore(kind: Store["kind"], caller: Caller): Store {
+  const store: Record<string, unknown> = {
+    kind,
+    // The store's owner closes it; a worker only stops asking.
+    close: async () => {},
+  };
+  for (const method of STORE_METHODS) {
+    // loadOrCreateCAs' argument is a function: the main thread uses its own.
+    store[method] = (...args: unknown[]) => caller.call(method, method === "loadOrCreateCAs" ? [] : args);
+  }
+  return store as unknown as Store;
 }
