@@ -37919,6 +37919,7 @@ function readBody2(req) {
 function createHandler(ctx2) {
   return async (req, res) => {
     const started = performance.now();
+    ctx2.metrics.requests.inc({ thread: ctx2.metrics.thread });
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     const given = req.headers["x-request-id"];
     const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID4();
@@ -38157,6 +38158,7 @@ var init_log = __esm({
 });
 
 // src/server/metrics.ts
+import { threadId } from "node:worker_threads";
 var escapeLabel, key, Counter, Histogram, Metrics;
 var init_metrics = __esm({
   "src/server/metrics.ts"() {
@@ -38294,6 +38296,13 @@ var init_metrics = __esm({
         "Share of its lifetime (not-before to not-after) the presented certificate had used when a renewal succeeded.",
         [0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1]
       ).init();
+      /** Shows how the kernel spreads connections over the threads of `serve --workers`. */
+      requests = new Counter(
+        "idbot_http_requests_total",
+        "HTTP requests, by the thread that served them (0: the main thread; 1..N: --workers threads)."
+      );
+      /** This thread's label value for `requests`. */
+      thread = String(threadId);
       requestSeconds = new Histogram(
         "idbot_request_duration_seconds",
         "Request latency by route.",
@@ -38332,6 +38341,7 @@ var init_metrics = __esm({
           this.authFailures,
           this.rateLimited,
           this.storeErrors,
+          this.requests,
           this.requestSeconds,
           this.renewalCertificateAge
         ];
@@ -38489,7 +38499,7 @@ async function startService(opts) {
       // After `idbot admin rotate-jwt --server`, this replica signs with the new key at once.
       reloadAuthorities: async () => {
         await reloadAuthorities();
-        shared?.authoritiesRotated();
+        await shared?.authoritiesRotated();
       }
     };
     const reloadAuthorities = async () => {
@@ -38746,7 +38756,9 @@ async function runServiceWorker() {
         },
         renderMetrics: () => main2.call("metrics"),
         authFailure: (now) => void main2.call("authFailure", [now]),
-        authoritiesRotated: () => void main2.call("authoritiesRotated")
+        authoritiesRotated: async () => {
+          await main2.call("authoritiesRotated");
+        }
       }
     });
   } catch (e) {
@@ -38809,8 +38821,9 @@ async function startThreadedService(opts) {
     loadOrCreateCAs: () => store.loadOrCreateCAs(create),
     limit: (which, key2) => limits[which].take(String(key2)),
     authFailure: (now) => alerts.failureSeen(Number(now)),
-    authoritiesRotated: () => void broadcast("reload-authorities").catch(() => {
-    }),
+    authoritiesRotated: async () => {
+      await broadcast("reload-authorities");
+    },
     metrics: async () => {
       const sum = new Metrics(logger);
       for (const a of await broadcast("metrics")) sum.merge(a.metrics);

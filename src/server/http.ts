@@ -93,6 +93,7 @@ type Outcome = { status: number; body?: unknown };
 export function createHandler(ctx: RouteContext) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = performance.now();
+    ctx.metrics.requests.inc({ thread: ctx.metrics.thread });
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     // A caller's request id (a load balancer's) is kept when sane; else one is made.
     const given = req.headers["x-request-id"];

@@ -3,6 +3,7 @@
 // deploy/prometheus/idbot-alerts.yml turns the seed's three thresholds into alert rules
 // over these series. Every label value a rule reads is exported at 0 from the start, so
 // `increase()` also sees the first failures after a (re)start.
+import { threadId } from "node:worker_threads";
 import type { Logger } from "./log.ts";
 
 type Labels = Record<string, string>;
@@ -136,6 +137,13 @@ export class Metrics {
     "Share of its lifetime (not-before to not-after) the presented certificate had used when a renewal succeeded.",
     [0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1],
   ).init();
+  /** Shows how the kernel spreads connections over the threads of `serve --workers`. */
+  readonly requests = new Counter(
+    "idbot_http_requests_total",
+    "HTTP requests, by the thread that served them (0: the main thread; 1..N: --workers threads).",
+  );
+  /** This thread's label value for `requests`. */
+  readonly thread = String(threadId);
   readonly requestSeconds = new Histogram(
     "idbot_request_duration_seconds",
     "Request latency by route.",
@@ -185,6 +193,7 @@ export class Metrics {
       this.authFailures,
       this.rateLimited,
       this.storeErrors,
+      this.requests,
       this.requestSeconds,
       this.renewalCertificateAge,
     ] as const;

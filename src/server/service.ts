@@ -54,8 +54,9 @@ export interface SharedState {
   renderMetrics: () => Promise<string>;
   /** Feeds the process-wide auth-failure alert. */
   authFailure: (now: number) => void;
-  /** After `idbot admin rotate-jwt --server` through this thread: the others reload too. */
-  authoritiesRotated: () => void;
+  /** After `idbot admin rotate-jwt --server` through this thread: every thread reloads
+   *  its signing keys before the answer goes out. */
+  authoritiesRotated: () => Promise<void>;
 }
 
 export class ServeError extends Error {
@@ -178,7 +179,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       // After `idbot admin rotate-jwt --server`, this replica signs with the new key at once.
       reloadAuthorities: async () => {
         await reloadAuthorities();
-        shared?.authoritiesRotated();
+        await shared?.authoritiesRotated();
       },
     };
     const reloadAuthorities = async () => {

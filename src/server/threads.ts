@@ -69,7 +69,9 @@ async function runServiceWorker(): Promise<void> {
         },
         renderMetrics: () => main.call("metrics") as Promise<string>,
         authFailure: (now) => void main.call("authFailure", [now]),
-        authoritiesRotated: () => void main.call("authoritiesRotated"),
+        authoritiesRotated: async () => {
+          await main.call("authoritiesRotated");
+        },
       },
     });
   } catch (e) {
@@ -144,7 +146,9 @@ export async function startThreadedService(
     loadOrCreateCAs: () => store.loadOrCreateCAs(create),
     limit: (which: unknown, key: unknown) => limits[which as "address" | "token"].take(String(key)),
     authFailure: (now: unknown) => alerts.failureSeen(Number(now)),
-    authoritiesRotated: () => void broadcast("reload-authorities").catch(() => {}),
+    authoritiesRotated: async () => {
+      await broadcast("reload-authorities");
+    },
     metrics: async () => {
       const sum = new Metrics(logger);
       for (const a of await broadcast("metrics")) sum.merge(a.metrics!);
