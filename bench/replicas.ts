@@ -6,6 +6,9 @@
 //   node --import tsx bench/replicas.ts            (alone)
 //   import { runReplicaBench } from "./replicas.ts" (from bench/run.ts)
 //
+// Every process runs on one thread (--workers 0): the rows compare processes, two against
+// one, on the same cores; what threads do for one process is bench/run.ts's table.
+//
 // Each ID token is used once per store: the PostgreSQL pair and the SQLite process keep
 // separate replay tables, so one minted batch serves both runs of a level.
 import { readdirSync, readFileSync } from "node:fs";
@@ -226,13 +229,14 @@ export async function runReplicaBench(opts: ReplicaBenchOptions = {}): Promise<R
     const issuer: Issuer = createIssuer();
     const resources = benchResources(issuer);
     log("starting two replicas on PostgreSQL and one SQLite process");
+    const args = [...BENCH_SERVE_ARGS, "--workers", "0"];
     const [r1, r2, s] = await Promise.all([
-      startReplica({ database, resources, publicUrl: PUBLIC_URL, args: BENCH_SERVE_ARGS }),
-      startReplica({ database, resources, publicUrl: PUBLIC_URL, args: BENCH_SERVE_ARGS }),
+      startReplica({ database, resources, publicUrl: PUBLIC_URL, args }),
+      startReplica({ database, resources, publicUrl: PUBLIC_URL, args }),
       startService({
         resources,
         dataDir: join(work, "sqlite"),
-        args: ["--public-url", PUBLIC_URL, ...BENCH_SERVE_ARGS],
+        args: ["--public-url", PUBLIC_URL, ...args],
       }),
     ]);
     replicas.push(r1, r2);
@@ -387,7 +391,7 @@ export function printReplicaReport(r: ReplicaBenchResult): void {
   } else {
     const s = r.settings;
     out.push(
-      `two replicas on one PostgreSQL (load split evenly) vs one SQLite process, POST /v1/join, ${s.durationMs / 1000} s per run after ${s.warmupMs / 1000} s warm-up`,
+      `two replicas on one PostgreSQL (load split evenly) vs one SQLite process, each on one thread (--workers 0), POST /v1/join, ${s.durationMs / 1000} s per run after ${s.warmupMs / 1000} s warm-up`,
     );
     const row = (name: string, f: RunFigures) => [
       `${name}${f.ranOutOfTokens ? " (tokens ran out)" : ""}`,

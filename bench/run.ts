@@ -8,7 +8,7 @@
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type FakeGitHub, startFakeGitHub } from "../test/helpers/fake-github.ts";
 import { type Service, startService } from "../test/helpers/service.ts";
@@ -56,6 +56,9 @@ const LEVELS: Level[] = [
   { name: "c=64", concurrency: 64, outputs: ["identity", "ssh"] },
   { name: "all outputs c=16", concurrency: 16, ...ALL_OUTPUTS },
 ];
+
+/** What `serve --workers auto` starts on this box. */
+const WORKERS = availableParallelism() > 1 ? Math.min(availableParallelism(), 16) : 0;
 
 const TARGET = { joinsPerS: 2000, p99MsAt64: 25, rssMb: 150, mainStepMs: 300 };
 
@@ -150,6 +153,8 @@ function report(r: {
   mintS: number;
   loadBefore: number;
   loadAfter: number;
+  /** The same c=64 level against `serve --workers 0` (everything on one thread). */
+  oneThread?: { row: LevelRow; idleMemory: ProcMemory; memory: ProcMemory };
 }): void {
   const peak = Math.max(...r.levels.map((l) => l.joinsPerS));
   const at64 = r.levels.find((l) => l.concurrency === 64);
@@ -157,7 +162,7 @@ function report(r: {
   const out: string[] = [];
   out.push("");
   out.push(
-    `idbot serve (embedded SQLite), one process, POST /v1/join, ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warm-up`,
+    `idbot serve (embedded SQLite), one process, --workers auto (${WORKERS} HTTP threads + the thread owning the store), POST /v1/join, ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warm-up`,
   );
   out.push(
     table(
@@ -194,6 +199,28 @@ function report(r: {
     "  svc cores: the service's CPU over the level (1.00 = one core busy; below 1 at c=64 = waiting, e.g. on SQLite I/O);",
   );
   out.push("  svc/client µs/join: CPU of the service / of this load generator per join, warm-up included.");
+  const one = r.oneThread;
+  if (one) {
+    out.push("");
+    out.push("the same service on one thread (serve --workers 0), c=64, for comparison");
+    out.push(
+      table(
+        ["level", "joins/s", "p50 ms", "p99 ms", "errors", "svc cores", "svc µs/join", "RSS MB (idle)"],
+        [
+          [
+            one.row.name,
+            f0(one.row.joinsPerS),
+            f2(one.row.p50Ms),
+            f2(one.row.p99Ms),
+            f0(one.row.errors),
+            f2(one.row.serviceCores),
+            f0(one.row.serviceCpuUsPerJoin),
+            `${f1(one.memory.rssMb)} (${f1(one.idleMemory.rssMb)})`,
+          ],
+        ],
+      ),
+    );
+  }
   out.push("");
   const c = r.crypto;
   const k = c.contended;
@@ -277,6 +304,18 @@ function report(r: {
       service_cpu_us_per_join: Math.round(l.serviceCpuUsPerJoin),
       client_cpu_us_per_join: Math.round(l.clientCpuUsPerJoin),
     })),
+    workers: WORKERS,
+    one_thread: r.oneThread
+      ? {
+          joins_per_s: Math.round(r.oneThread.row.joinsPerS),
+          p50_ms: +r.oneThread.row.p50Ms.toFixed(3),
+          p99_ms: +r.oneThread.row.p99Ms.toFixed(3),
+          errors: r.oneThread.row.errors,
+          service_cpu_us_per_join: Math.round(r.oneThread.row.serviceCpuUsPerJoin),
+          rss_mb: +r.oneThread.memory.rssMb.toFixed(1),
+          idle_rss_mb: +r.oneThread.idleMemory.rssMb.toFixed(1),
+        }
+      : null,
     memory: {
       idle_rss_mb: +r.idleMemory.rssMb.toFixed(1),
       rss_mb: +r.memory.rssMb.toFixed(1),
@@ -365,9 +404,6 @@ async function main(): Promise<void> {
     const pid = svc.proc.pid!;
     log(`service ${svc.url} (pid ${pid})`);
 
-    log("crypto floor");
-    const crypto = await measureCryptoFloor(issuer, svc.url);
-
     const keys = clientPublicKeys();
     const body = { token: "bench", sshPublicKey: keys.ssh, tlsPublicPem: keys.tls };
     const idleMemory = procMemory(pid);
@@ -399,6 +435,10 @@ async function main(): Promise<void> {
     if (calib.completed === 0)
       throw new Error(`calibration run failed: ${calib.errorSamples.join("; ")}\n${serviceTail}`);
     log(`calibration: ${Math.round(calib.joinsPerS)} joins/s at c=16`);
+    // After the calibration: the service's threads are started and warm, so they do not
+    // compete with the measurement (the floor runs in this process, on a quiet box).
+    log("crypto floor");
+    const crypto = await measureCryptoFloor(issuer, svc.url);
     let rate = calib.joinsPerS;
     const perLevelS = (DURATION_MS + WARMUP_MS) / 1000;
 
@@ -423,6 +463,30 @@ async function main(): Promise<void> {
     });
     const nodeStartup = await timeNodeStartup(ACTION_RUNS);
 
+    // The same c=64 level on one thread (BENCH_ONE_THREAD=0 skips): what the threads buy,
+    // and what they cost in memory.
+    let oneThread: Parameters<typeof report>[0]["oneThread"];
+    if (process.env.BENCH_ONE_THREAD !== "0") {
+      await svc.stop();
+      await rm(dirname(svc.dataDir), { recursive: true, force: true });
+      svc = await startService({
+        resources: benchResources(issuer, github.host),
+        env: { NODE_EXTRA_CA_CERTS: ca.caFile },
+        args: [...BENCH_SERVE_ARGS, "--workers", "0"],
+      });
+      svc.proc.stderr!.removeAllListeners("data");
+      svc.proc.stderr!.on("data", () => {});
+      log(`one-thread service ${svc.url} (pid ${svc.proc.pid})`);
+      const idle = procMemory(svc.proc.pid!);
+      // Tokens name their audience: the pool left over was minted for the first service.
+      pool.clear();
+      await topUp(Math.ceil(rate * 0.8 * TOKEN_MARGIN * perLevelS));
+      const level = LEVELS.find((l) => l.concurrency === 64)!;
+      log(`load ${level.name}, one thread (${pool.remaining} tokens ready)`);
+      const row = await runLevel(svc, level, pool, body);
+      oneThread = { row, idleMemory: idle, memory: procMemory(svc.proc.pid!) };
+    }
+
     report({
       levels,
       idleMemory,
@@ -434,6 +498,7 @@ async function main(): Promise<void> {
       mintS,
       loadBefore,
       loadAfter: loadavg()[0]!,
+      oneThread,
     });
   } catch (e) {
     if (serviceTail) log(`service stderr (tail):\n${serviceTail}`);

@@ -147,4 +147,9 @@ export class TokenPool {
   add(more: string[]): void {
     for (const t of more) this.tokens.push(t);
   }
+  /** Drops what is left (tokens minted for another service's audience). */
+  clear(): void {
+    this.tokens = [];
+    this.next = 0;
+  }
 }

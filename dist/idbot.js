@@ -38750,9 +38750,10 @@ async function runServiceWorker() {
       logger: jsonLogger(main2.stderr),
       shared: {
         store: remoteStore(data.storeKind, main2),
+        // A limit that is off costs no call.
         limits: {
-          address: { take: (key2) => main2.call("limit", ["address", key2]) },
-          token: { take: (key2) => main2.call("limit", ["token", key2]) }
+          address: data.opts.rateLimit === 0 ? new RateLimiter(0) : { take: (key2) => main2.call("limit", ["address", key2]) },
+          token: data.opts.tokenRateLimit === 0 ? new RateLimiter(0) : { take: (key2) => main2.call("limit", ["token", key2]) }
         },
         renderMetrics: () => main2.call("metrics"),
         authFailure: (now) => void main2.call("authFailure", [now]),

@@ -63,9 +63,16 @@ async function runServiceWorker(): Promise<void> {
       logger: jsonLogger(main.stderr as unknown as NodeJS.WritableStream),
       shared: {
         store: remoteStore(data.storeKind, main),
+        // A limit that is off costs no call.
         limits: {
-          address: { take: (key) => main.call("limit", ["address", key]) as Promise<number> },
-          token: { take: (key) => main.call("limit", ["token", key]) as Promise<number> },
+          address:
+            data.opts.rateLimit === 0
+              ? new RateLimiter(0)
+              : { take: (key) => main.call("limit", ["address", key]) as Promise<number> },
+          token:
+            data.opts.tokenRateLimit === 0
+              ? new RateLimiter(0)
+              : { take: (key) => main.call("limit", ["token", key]) as Promise<number> },
         },
         renderMetrics: () => main.call("metrics") as Promise<string>,
         authFailure: (now) => void main.call("authFailure", [now]),
