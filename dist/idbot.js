@@ -38544,7 +38544,8 @@ async function startService(opts) {
     const prune = shared ? void 0 : setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
     }), 6e5);
     prune?.unref();
-    logger.log("info", "idbot service started", {
+    logger.log("info", shared ? "idbot service thread started" : "idbot service started", {
+      ...shared ? { thread: metrics.thread } : {},
       url: url2,
       public_url: publicUrl,
       store: store.kind,
@@ -38872,6 +38873,14 @@ async function startThreadedService(opts) {
     if (listenFd === void 0) throw new Error("the listening socket's descriptor is not available");
     await Promise.all(Array.from({ length: count - 1 }, () => spawn2({ ...workerOpts, publicUrl, listenFd })));
     let authorities = new Authorities(await store.loadOrCreateCAs(create));
+    logger.log("info", "idbot service started", {
+      url: url2,
+      public_url: publicUrl,
+      store: store.kind,
+      workers: count,
+      data_dir: opts.dataDir,
+      database: opts.database ? "postgres" : void 0
+    });
     const reloadAuthorities = async () => {
       await broadcast("reload-authorities");
       authorities = new Authorities(await store.loadOrCreateCAs(create));

@@ -227,7 +227,9 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       ? undefined
       : setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}), 600_000);
     prune?.unref();
-    logger.log("info", "idbot service started", {
+    // Each --workers thread says so once, with the label its requests carry in /metrics.
+    logger.log("info", shared ? "idbot service thread started" : "idbot service started", {
+      ...(shared ? { thread: metrics.thread } : {}),
       url,
       public_url: publicUrl,
       store: store.kind,

@@ -206,6 +206,14 @@ export async function startThreadedService(
     if (listenFd === undefined) throw new Error("the listening socket's descriptor is not available");
     await Promise.all(Array.from({ length: count - 1 }, () => spawn({ ...workerOpts, publicUrl, listenFd })));
     let authorities = new Authorities(await store.loadOrCreateCAs(create));
+    logger.log("info", "idbot service started", {
+      url,
+      public_url: publicUrl,
+      store: store.kind,
+      workers: count,
+      data_dir: opts.dataDir,
+      database: opts.database ? "postgres" : undefined,
+    });
     const reloadAuthorities = async () => {
       await broadcast("reload-authorities");
       authorities = new Authorities(await store.loadOrCreateCAs(create));

@@ -103,6 +103,16 @@ async function connectionsOnTwoThreads(url: string): Promise<[Agent, Agent]> {
 }
 
 let world: World;
+/** `idbot serve` flags for another service beside the world's, on the same resources. */
+const serveArgs = (name: string, ...flags: string[]) => [
+  "--data-dir",
+  `${world.dir}/${name}`,
+  "--listen",
+  "127.0.0.1:0",
+  "--resources",
+  world.service.resourcesFile,
+  ...flags,
+];
 const joinBody = async (token = "github-deploy", claims?: Record<string, unknown>) => ({
   token,
   join_method: "github",
@@ -245,18 +255,7 @@ describe("idbot serve --workers 2", () => {
 
 describe("rate limits span the threads", () => {
   test("--rate-limit 1: a burst from one address gets at most the burst of 2 (+1 refilled) through, whichever thread serves it", async () => {
-    const svc = await launchServe([
-      "--data-dir",
-      `${world.dir}/limited`,
-      "--listen",
-      "127.0.0.1:0",
-      "--resources",
-      world.service.resourcesFile,
-      "--workers",
-      "2",
-      "--rate-limit",
-      "1",
-    ]);
+    const svc = await launchServe(serveArgs("limited", "--workers", "2", "--rate-limit", "1"));
     try {
       // Not JSON: 400 when let through, 429 when limited. Per-thread buckets would let 4 through.
       const answers = await concurrently(8, () =>
@@ -284,17 +283,7 @@ describe("rate limits span the threads", () => {
 
 describe("--workers", () => {
   test("a bad value is refused with the accepted forms", async () => {
-    const r = await idbot([
-      "serve",
-      "--data-dir",
-      `${world.dir}/x`,
-      "--listen",
-      "127.0.0.1:0",
-      "--resources",
-      world.service.resourcesFile,
-      "--workers",
-      "two",
-    ]);
+    const r = await idbot(["serve", ...serveArgs("x", "--workers", "two")]);
     assert.equal(r.code, 2);
     assert.match(
       r.stderr,
@@ -303,16 +292,7 @@ describe("--workers", () => {
   });
 
   test("--workers 0 serves everything on the main thread", async () => {
-    const svc = await launchServe([
-      "--data-dir",
-      `${world.dir}/single`,
-      "--listen",
-      "127.0.0.1:0",
-      "--resources",
-      world.service.resourcesFile,
-      "--workers",
-      "0",
-    ]);
+    const svc = await launchServe(serveArgs("single", "--workers", "0"));
     try {
       const health = await httpCall(`${svc.url}/healthz`);
       assert.equal(health.status, 200);
