@@ -38734,7 +38734,7 @@ import { availableParallelism } from "node:os";
 import { MessageChannel, parentPort, Worker as Worker2, workerData } from "node:worker_threads";
 function defaultWorkers() {
   const cores = availableParallelism();
-  return cores > 1 ? Math.min(cores, 16) : 0;
+  return cores > 1 && process.platform !== "win32" ? Math.min(cores, 16) : 0;
 }
 function isServiceWorker() {
   return workerData?.role === WORKER_ROLE;
@@ -38870,14 +38870,25 @@ async function startThreadedService(opts) {
     await store.loadOrCreateCAs(create);
     const first2 = await spawn2(workerOpts);
     const { url: url2, publicUrl, listenFd } = first2;
-    if (listenFd === void 0) throw new Error("the listening socket's descriptor is not available");
-    await Promise.all(Array.from({ length: count - 1 }, () => spawn2({ ...workerOpts, publicUrl, listenFd })));
+    if (listenFd === void 0 && count > 1) {
+      logger.log(
+        "warn",
+        "the listening socket cannot be shared on this platform: serving on one HTTP thread",
+        {
+          workers: count
+        }
+      );
+    } else {
+      await Promise.all(
+        Array.from({ length: count - 1 }, () => spawn2({ ...workerOpts, publicUrl, listenFd }))
+      );
+    }
     let authorities = new Authorities(await store.loadOrCreateCAs(create));
     logger.log("info", "idbot service started", {
       url: url2,
       public_url: publicUrl,
       store: store.kind,
-      workers: count,
+      workers: threads.length,
       data_dir: opts.dataDir,
       database: opts.database ? "postgres" : void 0
     });

@@ -28,7 +28,8 @@ export const WORKER_ROLE = "idbot-http-worker";
 /** `--workers auto`: one HTTP thread per core; none (all in one thread) on one core. */
 export function defaultWorkers(): number {
   const cores = availableParallelism();
-  return cores > 1 ? Math.min(cores, 16) : 0;
+  // Windows has no descriptor to share between the threads' event loops.
+  return cores > 1 && process.platform !== "win32" ? Math.min(cores, 16) : 0;
 }
 
 type WorkerOptions = Omit<ServeOptions, "logger" | "shared">;
@@ -203,14 +204,25 @@ export async function startThreadedService(
     await store.loadOrCreateCAs(create);
     const first = await spawn(workerOpts);
     const { url, publicUrl, listenFd } = first;
-    if (listenFd === undefined) throw new Error("the listening socket's descriptor is not available");
-    await Promise.all(Array.from({ length: count - 1 }, () => spawn({ ...workerOpts, publicUrl, listenFd })));
+    if (listenFd === undefined && count > 1) {
+      logger.log(
+        "warn",
+        "the listening socket cannot be shared on this platform: serving on one HTTP thread",
+        {
+          workers: count,
+        },
+      );
+    } else {
+      await Promise.all(
+        Array.from({ length: count - 1 }, () => spawn({ ...workerOpts, publicUrl, listenFd })),
+      );
+    }
     let authorities = new Authorities(await store.loadOrCreateCAs(create));
     logger.log("info", "idbot service started", {
       url,
       public_url: publicUrl,
       store: store.kind,
-      workers: count,
+      workers: threads.length,
       data_dir: opts.dataDir,
       database: opts.database ? "postgres" : undefined,
     });
