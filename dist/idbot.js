@@ -38429,6 +38429,9 @@ function checkListen(opts) {
   }
   return { host, port, useTls, hostLabel: host.includes(":") ? `[${host}]` : host };
 }
+function defaultTrustDomain(publicUrl) {
+  return new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
+}
 async function openServiceStore(opts, logger) {
   try {
     return await openStore({
@@ -38468,7 +38471,7 @@ async function startService(opts) {
     );
     const audit = new Audit(store, logger);
     let publicUrl = opts.publicUrl ? normalizeServiceUrl(opts.publicUrl) : "";
-    let trustDomain = opts.trustDomain ?? (publicUrl ? new URL(publicUrl).hostname : "");
+    let trustDomain = opts.trustDomain ?? (publicUrl ? defaultTrustDomain(publicUrl) : "");
     if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) {
       throw new ServeError(
         `--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`
@@ -38526,7 +38529,7 @@ async function startService(opts) {
     const actualPort = server.address().port;
     const url2 = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
     if (!publicUrl) publicUrl = url2;
-    if (!trustDomain) trustDomain = new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
+    if (!trustDomain) trustDomain = defaultTrustDomain(publicUrl);
     const poll = setInterval(async () => {
       try {
         const v = await store.resourcesVersion();
@@ -38614,16 +38617,20 @@ var init_service = __esm({
 function batched(port) {
   let queue = [];
   const flush = () => {
+    if (queue.length === 0) return;
     const out2 = queue;
     queue = [];
     port.postMessage(out2);
   };
-  return (m) => {
-    if (queue.push(m) === 1) setImmediate(flush);
+  return {
+    send: (m) => {
+      if (queue.push(m) === 1) setImmediate(flush);
+    },
+    flush
   };
 }
 function serveCalls(port, store, handlers, log) {
-  const send2 = batched(port);
+  const { send: send2 } = batched(port);
   const storeMethods = new Set(STORE_METHODS);
   port.on("message", (batch) => {
     for (const m of batch) {
@@ -38652,7 +38659,7 @@ function serveCalls(port, store, handlers, log) {
 function callsTo(port) {
   let next = 0;
   const waiting = /* @__PURE__ */ new Map();
-  const send2 = batched(port);
+  const { send: send2, flush } = batched(port);
   port.on("message", (batch) => {
     for (const reply of batch) {
       const w = waiting.get(reply.id);
@@ -38676,7 +38683,8 @@ function callsTo(port) {
         send2({ log: text4 });
         return true;
       }
-    }
+    },
+    flush
   };
 }
 function remoteStore(kind, caller) {
@@ -38744,11 +38752,12 @@ async function runServiceWorker() {
   const parent = parentPort;
   const report = (r) => parent.postMessage(r);
   const main2 = callsTo(data.port);
+  const logger = jsonLogger(main2.stderr);
   let svc;
   try {
     svc = await startService({
       ...data.opts,
-      logger: jsonLogger(main2.stderr),
+      logger,
       shared: {
         store: remoteStore(data.storeKind, main2),
         // A limit that is off costs no call.
@@ -38772,7 +38781,11 @@ async function runServiceWorker() {
       if (c.op === "metrics") return report({ op: "done", id: c.id, metrics: svc.metrics.snapshot() });
       if (c.op === "reload") await svc.reload();
       else if (c.op === "reload-authorities") await svc.reloadAuthorities();
-      else await svc.close();
+      else {
+        await svc.close();
+        logger.flush();
+        main2.flush();
+      }
       report({ op: "done", id: c.id });
     } catch (e) {
       report({ op: "done", id: c.id, error: e.message });
@@ -38819,12 +38832,14 @@ async function startThreadedService(opts) {
     token: new RateLimiter(opts.tokenRateLimit ?? 1e3)
   };
   const alerts = new Metrics(logger);
+  let authorities;
   const handlers = {
     loadOrCreateCAs: () => store.loadOrCreateCAs(create),
     limit: (which, key2) => limits[which].take(String(key2)),
     authFailure: (now) => alerts.failureSeen(Number(now)),
     authoritiesRotated: async () => {
       await broadcast("reload-authorities");
+      authorities = new Authorities(await store.loadOrCreateCAs(create));
     },
     metrics: async () => {
       const sum = new Metrics(logger);
@@ -38883,7 +38898,7 @@ async function startThreadedService(opts) {
         Array.from({ length: count - 1 }, () => spawn2({ ...workerOpts, publicUrl, listenFd }))
       );
     }
-    let authorities = new Authorities(await store.loadOrCreateCAs(create));
+    authorities = new Authorities(await store.loadOrCreateCAs(create));
     logger.log("info", "idbot service started", {
       url: url2,
       public_url: publicUrl,

@@ -99,6 +99,12 @@ export function checkListen(opts: ServeOptions): {
   return { host, port, useTls, hostLabel: host.includes(":") ? `[${host}]` : host };
 }
 
+/** The SPIFFE trust domain when none is given: the public URL's host, an IPv6 address
+ *  without brackets and with "-" for ":" (a trust domain allows neither). */
+function defaultTrustDomain(publicUrl: string): string {
+  return new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
+}
+
 /** Opens the store the options name, as a ServeError when it cannot be opened. */
 export async function openServiceStore(opts: ServeOptions, logger: Logger): Promise<Store> {
   try {
@@ -148,7 +154,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     );
     const audit = new Audit(store, logger);
     let publicUrl = opts.publicUrl ? normalizeServiceUrl(opts.publicUrl) : "";
-    let trustDomain = opts.trustDomain ?? (publicUrl ? new URL(publicUrl).hostname : "");
+    let trustDomain = opts.trustDomain ?? (publicUrl ? defaultTrustDomain(publicUrl) : "");
     if (trustDomain && !/^[a-z0-9._-]+$/.test(trustDomain)) {
       throw new ServeError(
         `--trust-domain "${trustDomain}" is not a SPIFFE trust domain (lower-case letters, digits, ".", "_", "-")`,
@@ -207,7 +213,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     const actualPort = (server.address() as AddressInfo).port;
     const url = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
     if (!publicUrl) publicUrl = url;
-    if (!trustDomain) trustDomain = new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
+    if (!trustDomain) trustDomain = defaultTrustDomain(publicUrl);
     const poll = setInterval(async () => {
       try {
         const v = await store.resourcesVersion();

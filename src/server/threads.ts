@@ -57,11 +57,12 @@ async function runServiceWorker(): Promise<void> {
   const parent = parentPort!;
   const report = (r: Report) => parent.postMessage(r);
   const main = callsTo(data.port);
+  const logger = jsonLogger(main.stderr as unknown as NodeJS.WritableStream);
   let svc: RunningService;
   try {
     svc = await startService({
       ...data.opts,
-      logger: jsonLogger(main.stderr as unknown as NodeJS.WritableStream),
+      logger,
       shared: {
         store: remoteStore(data.storeKind, main),
         // A limit that is off costs no call.
@@ -91,7 +92,12 @@ async function runServiceWorker(): Promise<void> {
       if (c.op === "metrics") return report({ op: "done", id: c.id, metrics: svc.metrics.snapshot() });
       if (c.op === "reload") await svc.reload();
       else if (c.op === "reload-authorities") await svc.reloadAuthorities();
-      else await svc.close();
+      else {
+        await svc.close();
+        // The last log lines (aborted requests) go out before the main thread is told.
+        logger.flush();
+        main.flush();
+      }
       report({ op: "done", id: c.id });
     } catch (e) {
       report({ op: "done", id: c.id, error: (e as Error).message });
@@ -150,12 +156,15 @@ export async function startThreadedService(
     token: new RateLimiter(opts.tokenRateLimit ?? 1000),
   };
   const alerts = new Metrics(logger);
+  // The main thread's copy of the signing keys (RunningService.authorities).
+  let authorities: Authorities | undefined;
   const handlers = {
     loadOrCreateCAs: () => store.loadOrCreateCAs(create),
     limit: (which: unknown, key: unknown) => limits[which as "address" | "token"].take(String(key)),
     authFailure: (now: unknown) => alerts.failureSeen(Number(now)),
     authoritiesRotated: async () => {
       await broadcast("reload-authorities");
+      authorities = new Authorities(await store.loadOrCreateCAs(create));
     },
     metrics: async () => {
       const sum = new Metrics(logger);
@@ -217,7 +226,7 @@ export async function startThreadedService(
         Array.from({ length: count - 1 }, () => spawn({ ...workerOpts, publicUrl, listenFd })),
       );
     }
-    let authorities = new Authorities(await store.loadOrCreateCAs(create));
+    authorities = new Authorities(await store.loadOrCreateCAs(create));
     logger.log("info", "idbot service started", {
       url,
       public_url: publicUrl,
@@ -241,7 +250,7 @@ export async function startThreadedService(
       publicUrl,
       store,
       get authorities() {
-        return authorities;
+        return authorities!;
       },
       listenFd,
       // The main thread's own: the alert window (the counters live in the workers).

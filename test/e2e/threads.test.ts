@@ -291,6 +291,26 @@ describe("--workers", () => {
     );
   });
 
+  test("--listen [::1]:0 with two threads: every thread derives the same trust domain from the IPv6 URL", async () => {
+    const svc = await launchServe([
+      "--data-dir",
+      `${world.dir}/ipv6`,
+      "--listen",
+      "[::1]:0",
+      "--resources",
+      world.service.resourcesFile,
+      "--workers",
+      "2",
+    ]);
+    try {
+      assert.match(svc.url, /^http:\/\/\[::1\]:\d+$/);
+      const answers = await concurrently(6, () => httpCall(`${svc.url}/healthz`));
+      for (const a of answers) assert.equal(a.status, 200, a.text);
+    } finally {
+      await svc.stop();
+    }
+  });
+
   test("--workers 0 serves everything on the main thread", async () => {
     const svc = await launchServe(serveArgs("single", "--workers", "0"));
     try {

@@ -47,16 +47,20 @@ type Down =
 
 export type Handlers = Record<string, (...args: unknown[]) => Promise<unknown> | unknown>;
 
-/** Posts what is sent during one event-loop turn as one message. */
-function batched<T>(port: MessagePort): (m: T) => void {
+/** Posts what is sent during one event-loop turn as one message; `flush` posts it now. */
+function batched<T>(port: MessagePort): { send: (m: T) => void; flush: () => void } {
   let queue: T[] = [];
   const flush = () => {
+    if (queue.length === 0) return;
     const out = queue;
     queue = [];
     port.postMessage(out);
   };
-  return (m) => {
-    if (queue.push(m) === 1) setImmediate(flush);
+  return {
+    send: (m) => {
+      if (queue.push(m) === 1) setImmediate(flush);
+    },
+    flush,
   };
 }
 
@@ -69,7 +73,7 @@ export function serveCalls(
   handlers: Handlers,
   log: (text: string) => void,
 ): void {
-  const send = batched<Down>(port);
+  const { send } = batched<Down>(port);
   const storeMethods: ReadonlySet<string> = new Set(STORE_METHODS);
   port.on("message", (batch: Up[]) => {
     for (const m of batch) {
@@ -101,13 +105,15 @@ export interface Caller {
   call(method: string, args?: unknown[]): Promise<unknown>;
   /** A stream-like sink whose text the main thread writes to stderr. */
   stderr: { write(text: string): boolean };
+  /** Posts what this turn has queued now (before the port closes). */
+  flush(): void;
 }
 
 /** Worker thread: the calling end of `port`. */
 export function callsTo(port: MessagePort): Caller {
   let next = 0;
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  const send = batched<Up>(port);
+  const { send, flush } = batched<Up>(port);
   port.on("message", (batch: Down[]) => {
     for (const reply of batch) {
       const w = waiting.get(reply.id);
@@ -133,6 +139,7 @@ export function callsTo(port: MessagePort): Caller {
         return true;
       },
     },
+    flush,
   };
 }
 
