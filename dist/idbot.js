@@ -38813,7 +38813,15 @@ async function startThreadedService(opts) {
       threads.map(
         (w) => new Promise((resolve8) => {
           const id = nextId++;
-          pending.set(id, resolve8);
+          const gone = () => {
+            pending.delete(id);
+            resolve8({ op: "done", id, error: "a service thread has stopped" });
+          };
+          pending.set(id, (r) => {
+            w.off("exit", gone);
+            resolve8(r);
+          });
+          w.once("exit", gone);
           w.postMessage({ id, op });
         })
       )

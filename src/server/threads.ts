@@ -133,7 +133,16 @@ export async function startThreadedService(
         (w) =>
           new Promise<Extract<Report, { op: "done" }>>((resolve) => {
             const id = nextId++;
-            pending.set(id, resolve);
+            // A thread that has closed (shutting down) answers no more: its exit does.
+            const gone = () => {
+              pending.delete(id);
+              resolve({ op: "done", id, error: "a service thread has stopped" });
+            };
+            pending.set(id, (r) => {
+              w.off("exit", gone);
+              resolve(r);
+            });
+            w.once("exit", gone);
             w.postMessage({ id, op } satisfies Command);
           }),
       ),
