@@ -10,7 +10,7 @@ import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { httpCall, postJoin, testPublicKeys } from "../helpers/http.ts";
 import { type Service, startService } from "../helpers/service.ts";
-import { githubResources, startWorld, type World } from "../helpers/world.ts";
+import { githubResources, githubToken, startWorld, type World } from "../helpers/world.ts";
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -365,18 +365,7 @@ describe("rate limits", () => {
   test("--token-rate-limit 2: one join token name gets 429 while another is unaffected", async () => {
     const svc = await extraService(
       ["--token-rate-limit", "2", "--rate-limit", "0"],
-      `---
-kind: token
-version: v1
-metadata: { name: github-other }
-spec:
-  join_method: github
-  bot_name: deploy
-  github:
-    enterprise_server_host: "${world.github.host}"
-    allow:
-      - repository: acme/app
-`,
+      githubToken(world.github.host, "github-other"),
     );
     const refusedToken = "not-a-jwt";
     const first = await Promise.all(

@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { type HttpResult, httpCall, postJoin, testPublicKeys } from "../helpers/http.ts";
 import { IDBOT, type Service, startService } from "../helpers/service.ts";
-import { githubResources, startWorld, type World } from "../helpers/world.ts";
+import { githubResources, githubToken, startWorld, type World } from "../helpers/world.ts";
 
 const execFileP = promisify(execFile);
 
@@ -769,18 +769,7 @@ describe("serve over TLS", () => {
 
 describe("SIGHUP reloads the resources", () => {
   let svc: Service;
-  const secondToken = (name: string) => `
----
-kind: token
-version: v1
-metadata: { name: ${name} }
-spec:
-  join_method: github
-  bot_name: deploy
-  github:
-    enterprise_server_host: "${world.github.host}"
-    allow: [{ repository: acme/app }]
-`;
+  const secondToken = (name: string) => githubToken(world.github.host, name);
   before(async () => {
     svc = await startService({ resources: githubResources(world.github.host), env: world.env });
   });

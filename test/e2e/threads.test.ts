@@ -11,7 +11,7 @@ import { Agent, request } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { httpCall, postJoin, testPublicKeys } from "../helpers/http.ts";
 import { IDBOT, launchServe } from "../helpers/service.ts";
-import { githubResources, startWorld, type World } from "../helpers/world.ts";
+import { githubResources, githubToken, startWorld, type World } from "../helpers/world.ts";
 
 const KEYS = testPublicKeys("threads@idbot");
 
@@ -124,21 +124,7 @@ const joinBody = async (token = "github-deploy", claims?: Record<string, unknown
 before(async () => {
   world = await startWorld({
     serviceArgs: ["--workers", "2", "--rate-limit", "0"],
-    resources: (host) =>
-      githubResources(
-        host,
-        `---
-kind: token
-version: v1
-metadata: { name: github-other }
-spec:
-  join_method: github
-  bot_name: deploy
-  github:
-    enterprise_server_host: "${host}"
-    allow: [{ repository: acme/app }]
-`,
-      ),
+    resources: (host) => githubResources(host, githubToken(host, "github-other")),
   });
 });
 after(async () => {

@@ -47,6 +47,22 @@ spec:
 ${extra}`;
 }
 
+/** One more github join token for bot "deploy", allowing acme/app (a YAML document to
+ *  append to githubResources). */
+export function githubToken(host: string, name: string): string {
+  return `---
+kind: token
+version: v1
+metadata: { name: ${name} }
+spec:
+  join_method: github
+  bot_name: deploy
+  github:
+    enterprise_server_host: "${host}"
+    allow: [{ repository: acme/app }]
+`;
+}
+
 export async function startWorld(
   opts: { resources?: (host: string) => string; serviceArgs?: string[] } = {},
 ): Promise<World> {
