@@ -15,6 +15,7 @@ import { type Service, startService } from "../test/helpers/service.ts";
 import { createTestTlsCA } from "../test/helpers/testca.ts";
 import { type StepTiming, timeMainStep, timeNodeStartup } from "./action.ts";
 import { type CryptoFloor, measureCryptoFloor } from "./crypto.ts";
+import { measurePlatformFloor, type PlatformFloor } from "./floor.ts";
 import { type JoinBody, type LoadResult, runLoad } from "./load.ts";
 import { runReplicaBench } from "./replicas.ts";
 import { BENCH_SERVE_ARGS, benchResources, clientPublicKeys } from "./setup.ts";
@@ -57,8 +58,8 @@ const LEVELS: Level[] = [
   { name: "all outputs c=16", concurrency: 16, ...ALL_OUTPUTS },
 ];
 
-/** What `serve --workers auto` starts on this box. */
-const WORKERS = availableParallelism() > 1 ? Math.min(availableParallelism(), 16) : 0;
+/** What `serve --workers auto` starts on this box: threads beside the main one. */
+const WORKERS = Math.min(availableParallelism(), 16) - 1;
 
 const TARGET = { joinsPerS: 2000, p99MsAt64: 25, rssMb: 150, mainStepMs: 300 };
 
@@ -155,6 +156,8 @@ function report(r: {
   loadAfter: number;
   /** The same c=64 level against `serve --workers 0` (everything on one thread). */
   oneThread?: { row: LevelRow; idleMemory: ProcMemory; memory: ProcMemory };
+  /** The c=64 level against bench/floor-server.mjs on the same threads. */
+  platform?: PlatformFloor;
 }): void {
   const peak = Math.max(...r.levels.map((l) => l.joinsPerS));
   const at64 = r.levels.find((l) => l.concurrency === 64);
@@ -162,7 +165,7 @@ function report(r: {
   const out: string[] = [];
   out.push("");
   out.push(
-    `idbot serve (embedded SQLite), one process, --workers auto (${WORKERS} HTTP threads + the thread owning the store), POST /v1/join, ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warm-up`,
+    `idbot serve (embedded SQLite), one process, --workers auto (${WORKERS + 1} HTTP threads: the main one and ${WORKERS} more), POST /v1/join, ${DURATION_MS / 1000} s per level after ${WARMUP_MS / 1000} s warm-up`,
   );
   out.push(
     table(
@@ -219,6 +222,33 @@ function report(r: {
           ],
         ],
       ),
+    );
+  }
+  const pf = r.platform;
+  if (pf) {
+    out.push("");
+    out.push(
+      `platform floor, c=${pf.concurrency}: node:http on the same ${pf.threads} threads doing only the join's JSON and three crypto operations, a ${f0(pf.responseBytes)}-byte answer; no policy, store, audit or log (bench/floor-server.mjs)`,
+    );
+    out.push(
+      table(
+        ["server", "joins/s", "p50 ms", "p90 ms", "p99 ms", "errors", "RSS MB"],
+        [
+          [
+            "platform floor",
+            f0(pf.joinsPerS),
+            f2(pf.p50Ms),
+            f2(pf.p90Ms),
+            f2(pf.p99Ms),
+            f0(pf.errors),
+            f1(pf.rssMb),
+          ],
+        ],
+      ),
+    );
+    for (const e of pf.errorSamples) out.push(`  platform floor error: ${e}`);
+    out.push(
+      "  with 64 requests always in flight, latency is 64 / throughput on average, and event-loop batching puts p99 at ~2-2.5x that.",
     );
   }
   out.push("");
@@ -309,6 +339,17 @@ function report(r: {
       client_cpu_us_per_join: Math.round(l.clientCpuUsPerJoin),
     })),
     workers: WORKERS,
+    platform_floor: r.platform
+      ? {
+          threads: r.platform.threads,
+          joins_per_s: Math.round(r.platform.joinsPerS),
+          p50_ms: +r.platform.p50Ms.toFixed(3),
+          p99_ms: +r.platform.p99Ms.toFixed(3),
+          errors: r.platform.errors,
+          rss_mb: +r.platform.rssMb.toFixed(1),
+          response_bytes: r.platform.responseBytes,
+        }
+      : null,
     one_thread: r.oneThread
       ? {
           joins_per_s: Math.round(r.oneThread.row.joinsPerS),
@@ -379,6 +420,24 @@ function report(r: {
 
 // ---------------------------------------------------------------------------------------
 
+/** The size of one real join answer (identity and ssh), for the platform floor to match. */
+async function joinAnswerBytes(url: string, token: string, body: Omit<JoinBody, "outputs">): Promise<number> {
+  const res = await fetch(`${url}/v1/join`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      token: body.token,
+      join_method: "github",
+      id_token: token,
+      public_keys: { ssh: body.sshPublicKey, tls: body.tlsPublicPem },
+      outputs: ["identity", "ssh"],
+    }),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`a join for the answer size failed: ${res.status} ${text}`);
+  return Buffer.byteLength(text);
+}
+
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 
 async function main(): Promise<void> {
@@ -439,6 +498,7 @@ async function main(): Promise<void> {
     if (calib.completed === 0)
       throw new Error(`calibration run failed: ${calib.errorSamples.join("; ")}\n${serviceTail}`);
     log(`calibration: ${Math.round(calib.joinsPerS)} joins/s at c=16`);
+    const responseBytes = await joinAnswerBytes(svc.url, pool.take()!, body);
     // After the calibration: the service's threads are started and warm, so they do not
     // compete with the measurement (the floor runs in this process, on a quiet box).
     log("crypto floor");
@@ -494,6 +554,28 @@ async function main(): Promise<void> {
       oneThread = { row, idleMemory: idle, memory: procMemory(svc.proc.pid!) };
     }
 
+    // The platform floor at c=64 on the same threads (BENCH_PLATFORM_FLOOR=0 skips). It
+    // checks no replay, so a few hundred tokens go round instead of tens of thousands.
+    let platform: PlatformFloor | undefined;
+    if (process.env.BENCH_PLATFORM_FLOOR !== "0") {
+      await svc.stop();
+      await rm(dirname(svc.dataDir), { recursive: true, force: true });
+      svc = undefined;
+      const few = await mintTokens(issuer, { count: 500, audience: "https://floor.invalid" });
+      const cycled = new TokenPool(Array.from({ length: MAX_TOKENS * 4 }, (_, i) => few[i % few.length]!));
+      log(`platform floor, c=64, ${WORKERS + 1} threads`);
+      platform = await measurePlatformFloor({
+        issuer,
+        workers: WORKERS,
+        responseBytes,
+        concurrency: 64,
+        durationMs: DURATION_MS,
+        warmupMs: WARMUP_MS,
+        tokens: cycled,
+        body: { ...body, outputs: ["identity", "ssh"] },
+      });
+    }
+
     report({
       levels,
       idleMemory,
@@ -506,6 +588,7 @@ async function main(): Promise<void> {
       loadBefore,
       loadAfter: loadavg()[0]!,
       oneThread,
+      platform,
     });
   } catch (e) {
     if (serviceTail) log(`service stderr (tail):\n${serviceTail}`);

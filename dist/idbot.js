@@ -35892,6 +35892,7 @@ timer = setTimeout(pass, workerData.intervalMs, false);
       constructor(db, options = {}) {
         this.db = db;
         if (options.checkpointer !== true) this.checkpointer = null;
+        this.writeLock = options.writeLock;
         try {
           db.pragma("journal_mode = WAL");
           db.pragma("synchronous = NORMAL");
@@ -36001,7 +36002,24 @@ timer = setTimeout(pass, workerData.intervalMs, false);
       }
       queue = [];
       flushScheduled = false;
+      writeLock;
+      /** Runs the queued joins' group commit, once this thread holds the write lock (when
+       *  threads share the file). Until then flushScheduled stays set: joins that arrive
+       *  meanwhile queue up and go in the same group. */
       flushJoins = () => {
+        const lock = this.writeLock;
+        if (!lock) this.commitQueued();
+        else if (lock.tryAcquire()) this.commitQueuedAndRelease(lock);
+        else void lock.acquire().then(() => this.commitQueuedAndRelease(lock));
+      };
+      commitQueuedAndRelease(lock) {
+        try {
+          this.commitQueued();
+        } finally {
+          lock.release();
+        }
+      }
+      commitQueued() {
         this.flushScheduled = false;
         if (this.walPhase === "hold") return;
         if (this.checkpointer === void 0 && this.queue.length > 0 && this.db.open) this.startCheckpointer();
@@ -36034,7 +36052,7 @@ timer = setTimeout(pass, workerData.intervalMs, false);
             q2.resolve(r);
           }
         }
-      };
+      }
       /** The checkpointer worker: undefined until joins flow, null when off for good. */
       checkpointer;
       startCheckpointer() {
@@ -36356,10 +36374,22 @@ timer = setTimeout(pass, workerData.intervalMs, false);
       async close() {
         if (this.checkpointer === void 0) this.checkpointer = null;
         this.releaseHold();
-        if (this.db.open) this.flushJoins();
+        await this.commitNow();
         await this.stopCheckpointer();
-        if (this.db.open) this.flushJoins();
+        await this.commitNow();
         this.db.close();
+      }
+      /** Commits what is queued before the connection closes (after the other threads'
+       *  commits in progress, when they share the file). */
+      async commitNow() {
+        if (!this.db.open || this.queue.length === 0) return;
+        const lock = this.writeLock;
+        if (!lock) {
+          this.commitQueued();
+          return;
+        }
+        await lock.acquire();
+        this.commitQueuedAndRelease(lock);
       }
     };
   }
@@ -36425,7 +36455,7 @@ async function openStore(opts) {
   }
   if (opts.dataDir !== void 0) {
     const { openSqliteStore: openSqliteStore2 } = await Promise.resolve().then(() => (init_sqlite(), sqlite_exports));
-    return openSqliteStore2(opts.dataDir);
+    return openSqliteStore2(opts.dataDir, opts.sqliteWriteLock ? { writeLock: opts.sqliteWriteLock } : {});
   }
   throw new OpenStoreError(
     "no store given: pass --data-dir DIR (embedded SQLite) or --database URL (PostgreSQL)"
@@ -38410,7 +38440,6 @@ var service_exports = {};
 __export(service_exports, {
   ServeError: () => ServeError,
   checkListen: () => checkListen,
-  openServiceStore: () => openServiceStore,
   startService: () => startService
 });
 import { readFileSync as readFileSync8 } from "node:fs";
@@ -38432,11 +38461,12 @@ function checkListen(opts) {
 function defaultTrustDomain(publicUrl) {
   return new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
 }
-async function openServiceStore(opts, logger) {
+async function openServiceStore(opts, logger, sqliteWriteLock) {
   try {
     return await openStore({
       dataDir: opts.dataDir,
       database: opts.database,
+      ...sqliteWriteLock ? { sqliteWriteLock } : {},
       onConnectionError: (e) => logger.log("warn", "store connection lost; reconnecting", { error: e.message })
     });
   } catch (e) {
@@ -38449,7 +38479,7 @@ async function startService(opts) {
   const fileResources = () => loadResources(opts.resourcesPath);
   let files = fileResources();
   const shared = opts.shared;
-  const store = shared?.store ?? await openServiceStore(opts, logger);
+  const store = await openServiceStore(opts, logger, shared?.sqliteWriteLock);
   const kinds = new Set(RESOURCE_KINDS);
   const withApplied = async (set2) => mergeResources(
     set2,
@@ -38544,8 +38574,11 @@ async function startService(opts) {
       }
     }, 2e3);
     poll.unref();
-    const prune = shared ? void 0 : setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
-    }), 6e5);
+    const prune = shared && !shared.main ? void 0 : setInterval(
+      () => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
+      }),
+      6e5
+    );
     prune?.unref();
     logger.log("info", shared ? "idbot service thread started" : "idbot service started", {
       ...shared ? { thread: metrics.thread } : {},
@@ -38585,11 +38618,11 @@ async function startService(opts) {
           server.close(() => resolve8());
           server.closeAllConnections();
         });
-        if (!shared) await store.close();
+        await store.close();
       }
     };
   } catch (e) {
-    if (!shared) await store.close();
+    await store.close();
     throw e;
   }
 }
@@ -38613,7 +38646,45 @@ var init_service = __esm({
   }
 });
 
-// src/server/store/remote.ts
+// src/server/store/threadlock.ts
+var waitAsync, FREE, HELD, RECHECK_MS, ThreadLock;
+var init_threadlock = __esm({
+  "src/server/store/threadlock.ts"() {
+    "use strict";
+    waitAsync = Atomics.waitAsync;
+    FREE = 0;
+    HELD = 1;
+    RECHECK_MS = 1e3;
+    ThreadLock = class {
+      cell;
+      /** `buffer`: another thread's ThreadLock.buffer, to share its lock; default: a new one. */
+      constructor(buffer = new SharedArrayBuffer(4)) {
+        this.cell = new Int32Array(buffer, 0, 1);
+      }
+      /** What to send another thread (structured clone shares it, never copies it). */
+      get buffer() {
+        return this.cell.buffer;
+      }
+      /** Takes the lock if it is free. */
+      tryAcquire() {
+        return Atomics.compareExchange(this.cell, 0, FREE, HELD) === FREE;
+      }
+      /** Resolves once this thread holds the lock; never blocks the event loop. */
+      async acquire() {
+        while (!this.tryAcquire()) {
+          const w = waitAsync(this.cell, 0, HELD, RECHECK_MS);
+          if (w.async) await w.value;
+        }
+      }
+      release() {
+        Atomics.store(this.cell, 0, FREE);
+        Atomics.notify(this.cell, 0, 1);
+      }
+    };
+  }
+});
+
+// src/server/threadcalls.ts
 function batched(port) {
   let queue = [];
   const flush = () => {
@@ -38629,9 +38700,8 @@ function batched(port) {
     flush
   };
 }
-function serveCalls(port, store, handlers, log) {
+function serveCalls(port, handlers, log) {
   const { send: send2 } = batched(port);
-  const storeMethods = new Set(STORE_METHODS);
   port.on("message", (batch) => {
     for (const m of batch) {
       if ("log" in m) {
@@ -38642,10 +38712,8 @@ function serveCalls(port, store, handlers, log) {
       let run;
       try {
         const own2 = handlers[m.method];
-        if (own2) run = Promise.resolve(own2(...m.args));
-        else if (storeMethods.has(m.method))
-          run = store[m.method](...m.args);
-        else throw new Error(`no such call: ${m.method}`);
+        if (!own2) throw new Error(`no such call: ${m.method}`);
+        run = Promise.resolve(own2(...m.args));
       } catch (e) {
         run = Promise.reject(e);
       }
@@ -38687,47 +38755,9 @@ function callsTo(port) {
     flush
   };
 }
-function remoteStore(kind, caller) {
-  const store = {
-    kind,
-    // The store's owner closes it; a worker only stops asking.
-    close: async () => {
-    }
-  };
-  for (const method of STORE_METHODS) {
-    store[method] = (...args) => caller.call(method, method === "loadOrCreateCAs" ? [] : args);
-  }
-  return store;
-}
-var STORE_METHODS;
-var init_remote2 = __esm({
-  "src/server/store/remote.ts"() {
+var init_threadcalls = __esm({
+  "src/server/threadcalls.ts"() {
     "use strict";
-    STORE_METHODS = [
-      "loadOrCreateCAs",
-      "rotateCA",
-      "commitJoin",
-      "renewInstance",
-      "createJoinToken",
-      "getJoinTokenByHash",
-      "listJoinTokens",
-      "deleteJoinToken",
-      "createChallenge",
-      "getChallenge",
-      "getBoundKeypair",
-      "listBoundKeypairs",
-      "updateBoundKeypair",
-      "putResource",
-      "deleteResource",
-      "listResources",
-      "resourcesVersion",
-      "appendAudit",
-      "listAudit",
-      "getBotInstance",
-      "listBotInstances",
-      "pruneReplayKeys",
-      "healthy"
-    ];
   }
 });
 
@@ -38742,10 +38772,14 @@ import { availableParallelism } from "node:os";
 import { MessageChannel, parentPort, Worker as Worker2, workerData } from "node:worker_threads";
 function defaultWorkers() {
   const cores = availableParallelism();
-  return cores > 1 && process.platform !== "win32" ? Math.min(cores, 16) : 0;
+  return process.platform === "win32" ? 0 : Math.min(cores, 16) - 1;
 }
 function isServiceWorker() {
   return workerData?.role === WORKER_ROLE;
+}
+function remoteLimiter(main2, which, perSecond) {
+  if (perSecond === 0) return new RateLimiter(0);
+  return { take: (key2) => main2.call("limit", [which, key2]) };
 }
 async function runServiceWorker() {
   const data = workerData;
@@ -38759,11 +38793,11 @@ async function runServiceWorker() {
       ...data.opts,
       logger,
       shared: {
-        store: remoteStore(data.storeKind, main2),
-        // A limit that is off costs no call.
+        sqliteWriteLock: new ThreadLock(data.sqliteWriteLock),
+        main: false,
         limits: {
-          address: data.opts.rateLimit === 0 ? new RateLimiter(0) : { take: (key2) => main2.call("limit", ["address", key2]) },
-          token: data.opts.tokenRateLimit === 0 ? new RateLimiter(0) : { take: (key2) => main2.call("limit", ["token", key2]) }
+          address: remoteLimiter(main2, "address", data.opts.rateLimit),
+          token: remoteLimiter(main2, "token", data.opts.tokenRateLimit)
         },
         renderMetrics: () => main2.call("metrics"),
         authFailure: (now) => void main2.call("authFailure", [now]),
@@ -38773,6 +38807,8 @@ async function runServiceWorker() {
       }
     });
   } catch (e) {
+    logger.flush();
+    main2.flush();
     report({ op: "failed", message: e.message });
     return;
   }
@@ -38795,178 +38831,186 @@ async function runServiceWorker() {
       parent.close();
     }
   });
-  report({ op: "ready", url: svc.url, publicUrl: svc.publicUrl, listenFd: svc.listenFd });
+  report({ op: "ready" });
 }
 async function startThreadedService(opts) {
   const { workers: count, logger: given, ...workerOpts } = opts;
   const logger = given ?? jsonLogger();
-  const { hostLabel } = checkListen(opts);
-  loadResources(opts.resourcesPath);
-  const store = await openServiceStore(opts, logger);
-  const create = (name2) => createAuthorityRecord(name2, opts.publicUrl ?? hostLabel);
-  const threads = [];
-  let closing = false;
-  let nextId = 0;
-  const pending = /* @__PURE__ */ new Map();
-  const broadcast = async (op) => {
-    const answers = await Promise.all(
-      threads.map(
-        (w) => new Promise((resolve8) => {
-          const id = nextId++;
-          const gone = () => {
-            pending.delete(id);
-            resolve8({ op: "done", id, error: "a service thread has stopped" });
-          };
-          pending.set(id, (r) => {
-            w.off("exit", gone);
-            resolve8(r);
-          });
-          w.once("exit", gone);
-          w.postMessage({ id, op });
-        })
-      )
-    );
-    const failed = answers.find((a) => a.error);
-    if (failed) throw new Error(failed.error);
-    return answers;
-  };
-  const fatal = (msg) => {
-    logger.log("error", msg);
-    logger.flush?.();
-    process.exit(1);
-  };
+  const sqliteWriteLock = new ThreadLock();
+  const workers = new WorkerThreads(logger);
+  let svc;
   const limits = {
     address: new RateLimiter(opts.rateLimit ?? 500),
     token: new RateLimiter(opts.tokenRateLimit ?? 1e3)
   };
-  const alerts = new Metrics(logger);
-  let authorities;
-  const handlers = {
-    loadOrCreateCAs: () => store.loadOrCreateCAs(create),
-    limit: (which, key2) => limits[which].take(String(key2)),
-    authFailure: (now) => alerts.failureSeen(Number(now)),
+  const renderMetrics = async () => {
+    const sum = new Metrics(logger);
+    if (svc) sum.merge(svc.metrics.snapshot());
+    for (const a of await workers.broadcast("metrics")) sum.merge(a.metrics);
+    return sum.render();
+  };
+  const shared = {
+    sqliteWriteLock,
+    main: true,
+    limits,
+    renderMetrics,
+    // The main thread's service has already reloaded its own keys.
     authoritiesRotated: async () => {
-      await broadcast("reload-authorities");
-      authorities = new Authorities(await store.loadOrCreateCAs(create));
-    },
-    metrics: async () => {
-      const sum = new Metrics(logger);
-      for (const a of await broadcast("metrics")) sum.merge(a.metrics);
-      return sum.render();
+      await workers.broadcast("reload-authorities");
     }
   };
-  const spawn2 = (o) => new Promise((resolve8, reject) => {
-    const channel = new MessageChannel();
-    serveCalls(channel.port1, store, handlers, (text4) => process.stderr.write(text4));
-    const worker = new Worker2(new URL(import.meta.url), {
-      workerData: {
-        role: WORKER_ROLE,
-        opts: o,
-        storeKind: store.kind,
-        port: channel.port2
-      },
-      transferList: [channel.port2]
-    });
-    threads.push(worker);
-    worker.on("message", (r) => {
-      if (r.op === "ready") resolve8(r);
-      else if (r.op === "failed") reject(new Error(r.message));
-      else {
-        pending.get(r.id)?.(r);
-        pending.delete(r.id);
-      }
-    });
-    worker.on("error", (e) => {
-      reject(e);
-      if (!closing) fatal(`a service thread failed: ${e.message}`);
-    });
-    worker.on("exit", (code) => {
-      channel.port1.close();
-      if (!closing) fatal(`a service thread exited (code ${code})`);
-    });
-  });
-  const stopThreads = async () => {
-    closing = true;
-    await Promise.all(threads.map((w) => w.terminate()));
-  };
+  svc = await startService({ ...workerOpts, logger, shared });
+  const main2 = svc;
   try {
-    await store.loadOrCreateCAs(create);
-    const first2 = await spawn2(workerOpts);
-    const { url: url2, publicUrl, listenFd } = first2;
-    if (listenFd === void 0 && count > 1) {
+    const handlers = {
+      limit: (which, key2) => limits[which].take(String(key2)),
+      authFailure: (now) => main2.metrics.failureSeen(Number(now)),
+      // A rotation through a worker: that worker has reloaded; everyone does, the main
+      // thread's service included, before its answer goes out.
+      authoritiesRotated: async () => {
+        await main2.reloadAuthorities();
+        await workers.broadcast("reload-authorities");
+      },
+      metrics: renderMetrics
+    };
+    if (main2.listenFd === void 0) {
       logger.log(
         "warn",
-        "the listening socket cannot be shared on this platform: serving on one HTTP thread",
-        {
-          workers: count
-        }
+        "the listening socket cannot be shared on this platform: serving on the main thread only",
+        { workers: count }
       );
     } else {
-      await Promise.all(
-        Array.from({ length: count - 1 }, () => spawn2({ ...workerOpts, publicUrl, listenFd }))
-      );
+      const data = {
+        opts: { ...workerOpts, publicUrl: main2.publicUrl, listenFd: main2.listenFd },
+        sqliteWriteLock: sqliteWriteLock.buffer
+      };
+      await Promise.all(Array.from({ length: count }, () => workers.spawn(data, handlers)));
     }
-    authorities = new Authorities(await store.loadOrCreateCAs(create));
-    logger.log("info", "idbot service started", {
-      url: url2,
-      public_url: publicUrl,
-      store: store.kind,
-      workers: threads.length,
-      data_dir: opts.dataDir,
-      database: opts.database ? "postgres" : void 0
-    });
-    const reloadAuthorities = async () => {
-      await broadcast("reload-authorities");
-      authorities = new Authorities(await store.loadOrCreateCAs(create));
-    };
-    const prune = setInterval(
-      () => void store.pruneReplayKeys(Math.floor(Date.now() / 1e3)).catch(() => {
-      }),
-      6e5
-    );
-    prune.unref();
-    return {
-      url: url2,
-      publicUrl,
-      store,
-      get authorities() {
-        return authorities;
-      },
-      listenFd,
-      // The main thread's own: the alert window (the counters live in the workers).
-      metrics: alerts,
-      async reload() {
-        await broadcast("reload");
-        authorities = new Authorities(await store.loadOrCreateCAs(create));
-      },
-      reloadAuthorities,
-      async close() {
-        clearInterval(prune);
-        closing = true;
-        await broadcast("close").catch(() => {
-        });
-        await stopThreads();
-        await store.close();
-      }
-    };
   } catch (e) {
-    await stopThreads();
-    await store.close();
+    await workers.close();
+    await main2.close();
     throw e;
   }
+  logger.log("info", "idbot service started", {
+    url: main2.url,
+    public_url: main2.publicUrl,
+    store: main2.store.kind,
+    threads: 1 + workers.count,
+    data_dir: opts.dataDir,
+    database: opts.database ? "postgres" : void 0
+  });
+  return {
+    url: main2.url,
+    publicUrl: main2.publicUrl,
+    store: main2.store,
+    get authorities() {
+      return main2.authorities;
+    },
+    listenFd: main2.listenFd,
+    metrics: main2.metrics,
+    async reload() {
+      await main2.reload();
+      await workers.broadcast("reload");
+    },
+    async reloadAuthorities() {
+      await main2.reloadAuthorities();
+      await workers.broadcast("reload-authorities");
+    },
+    async close() {
+      await workers.close();
+      await main2.close();
+    }
+  };
 }
-var WORKER_ROLE;
+var WORKER_ROLE, WorkerThreads;
 var init_threads = __esm({
   "src/server/threads.ts"() {
     "use strict";
-    init_authorities();
     init_log();
     init_metrics();
-    init_resources();
     init_ratelimit();
     init_service();
-    init_remote2();
+    init_threadlock();
+    init_threadcalls();
     WORKER_ROLE = "idbot-http-worker";
+    WorkerThreads = class {
+      constructor(logger) {
+        this.logger = logger;
+      }
+      logger;
+      threads = [];
+      pending = /* @__PURE__ */ new Map();
+      nextId = 0;
+      closing = false;
+      get count() {
+        return this.threads.length;
+      }
+      /** Starts one worker; resolves once it serves. */
+      spawn(data, handlers) {
+        return new Promise((resolve8, reject) => {
+          const channel = new MessageChannel();
+          serveCalls(channel.port1, handlers, (text4) => process.stderr.write(text4));
+          const worker = new Worker2(new URL(import.meta.url), {
+            workerData: { ...data, role: WORKER_ROLE, port: channel.port2 },
+            transferList: [channel.port2]
+          });
+          this.threads.push(worker);
+          worker.on("message", (r) => {
+            if (r.op === "ready") resolve8();
+            else if (r.op === "failed") reject(new Error(r.message));
+            else {
+              this.pending.get(r.id)?.(r);
+              this.pending.delete(r.id);
+            }
+          });
+          worker.on("error", (e) => {
+            reject(e);
+            if (!this.closing) this.fatal(`a service thread failed: ${e.message}`);
+          });
+          worker.on("exit", (code) => {
+            channel.port1.close();
+            if (!this.closing) this.fatal(`a service thread exited (code ${code})`);
+          });
+        });
+      }
+      /** Sends `op` to every worker; resolves with their answers, rejects with the first error. */
+      async broadcast(op) {
+        const answers = await Promise.all(
+          this.threads.map(
+            (w) => new Promise((resolve8) => {
+              const id = this.nextId++;
+              const gone = () => {
+                this.pending.delete(id);
+                resolve8({ op: "done", id, error: "a service thread has stopped" });
+              };
+              this.pending.set(id, (r) => {
+                w.off("exit", gone);
+                resolve8(r);
+              });
+              w.once("exit", gone);
+              w.postMessage({ id, op });
+            })
+          )
+        );
+        const failed = answers.find((a) => a.error);
+        if (failed) throw new Error(failed.error);
+        return answers;
+      }
+      /** Each worker closes its service and store, then stops. */
+      async close() {
+        this.closing = true;
+        await this.broadcast("close").catch(() => {
+        });
+        await Promise.all(this.threads.map((w) => w.terminate()));
+      }
+      // A thread that dies takes its share of connections with it: stop the whole process, so
+      // its supervisor restarts it whole, rather than serve on with fewer threads.
+      fatal(msg) {
+        this.logger.log("error", msg);
+        this.logger.flush?.();
+        process.exit(1);
+      }
+    };
     if (isServiceWorker()) void runServiceWorker();
   }
 });
@@ -42225,9 +42269,9 @@ Options:
   --token-rate-limit N  joins per second per join token (default 1000; 0 = off)
   --tls-cert FILE       PEM certificate chain for HTTPS
   --tls-key FILE        PEM private key for HTTPS
-  --workers N|auto      HTTP threads beside the thread that owns the store (default auto:
-                        one per core, or 0 on one core = everything on one thread; each
-                        thread costs ~40-60 MB of memory under load)
+  --workers N|auto      HTTP threads beside the main thread, which serves too (default
+                        auto: one per core beyond the first, so 0 on one core; each
+                        thread costs ~40-60 MB of memory under load; 0 = one thread)
 
 Example:
   idbot serve --data-dir /var/lib/idbot --listen 0.0.0.0:8443 --resources /etc/idbot \\

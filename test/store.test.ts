@@ -1,6 +1,7 @@
 // One conformance suite for both stores: the embedded SQLite file and the scale-out
 // PostgreSQL database. Concurrency runs through two store instances on one database (two
-// pools = two replicas), since single-use and replay checks must hold across replicas.
+// pools = two replicas; two SQLite connections sharing a write lock = two threads of
+// `serve --workers`), since single-use and replay checks must hold across them.
 import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -21,6 +22,7 @@ import type {
   Store,
 } from "../src/server/store/store.ts";
 import { REQUIRED_CAS } from "../src/server/store/store.ts";
+import { ThreadLock } from "../src/server/store/threadlock.ts";
 import { startTestPostgres, type TestPostgres } from "./helpers/pgserver.ts";
 
 const PASSPHRASE = "correct horse battery staple";
@@ -109,7 +111,9 @@ for (const kind of ["sqlite", "postgres"] as const) {
       if (kind === "sqlite") {
         const dir = mkdtempSync(join(tmpdir(), "idbot-store-"));
         t.after(() => rmSync(dir, { recursive: true, force: true }));
-        open = async () => openSqliteStore(dir);
+        // As the threads of one `serve --workers` process open it.
+        const writeLock = new ThreadLock();
+        open = async () => openSqliteStore(dir, { writeLock });
       } else {
         const url = await server!.createDatabase(`conf_${++dbCount}`);
         open = () => openPostgresStore(url, { caPassphrase: PASSPHRASE });
@@ -862,6 +866,75 @@ for (const kind of ["sqlite", "postgres"] as const) {
     });
   });
 }
+
+describe("sqlite store: threads sharing one file", () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  const fresh = () => {
+    const dir = mkdtempSync(join(tmpdir(), "idbot-store-"));
+    dirs.push(dir);
+    return dir;
+  };
+  const join1 = (i = inst()) => ({
+    replay: { issuer: "i", jti: randomUUID(), expiresAt: nowSeconds() + 60 },
+    instance: i,
+    events: [ev("join.success", i)],
+  });
+
+  test("join commits wait for the write lock without blocking the event loop, then commit as one group", async () => {
+    const lock = new ThreadLock();
+    const store = openSqliteStore(fresh(), { writeLock: lock });
+    try {
+      // Another thread's commit in progress.
+      assert.equal(lock.tryAcquire(), true);
+      const results = Promise.all(Array.from({ length: 5 }, () => store.commitJoin(join1())));
+      let settled = false;
+      void results.then(() => {
+        settled = true;
+      });
+      // The event loop keeps turning (timers fire) while the joins wait.
+      for (let i = 0; i < 3; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(settled, false, "nothing commits while another thread holds the lock");
+      assert.equal((await store.listBotInstances()).length, 0);
+      lock.release();
+      assert.deepEqual(tally(await results), { ok: 5 });
+      assert.equal((await store.listBotInstances()).length, 5);
+      assert.equal(lock.tryAcquire(), true, "the store released the lock after its commit");
+      lock.release();
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a replayed token is refused whichever connection saw it first; nothing is lost when closing waits for the lock", async () => {
+    const dir = fresh();
+    const lock = new ThreadLock();
+    const a = openSqliteStore(dir, { writeLock: lock });
+    const b = openSqliteStore(dir, { writeLock: new ThreadLock(lock.buffer) });
+    const replay = {
+      issuer: "https://token.actions.githubusercontent.com",
+      jti: randomUUID(),
+      expiresAt: nowSeconds() + 60,
+    };
+    const rs = await Promise.all(
+      Array.from({ length: 20 }, (_, k) =>
+        (k % 2 ? a : b).commitJoin({ replay, instance: inst(), events: [] }),
+      ),
+    );
+    assert.deepEqual(tally(rs), { ok: 1, replayed: 19 });
+    // b closes with a join queued while a's thread holds the lock: the join still commits.
+    assert.equal(lock.tryAcquire(), true);
+    const queued = b.commitJoin(join1());
+    const closed = b.close();
+    setTimeout(() => lock.release(), 20);
+    await closed;
+    assert.deepEqual(await queued, { ok: true });
+    assert.equal((await a.listBotInstances()).length, 2);
+    await a.close();
+  });
+});
 
 describe("postgres store only", () => {
   let server: TestPostgres | undefined;

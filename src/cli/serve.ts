@@ -21,9 +21,9 @@ Options:
   --token-rate-limit N  joins per second per join token (default 1000; 0 = off)
   --tls-cert FILE       PEM certificate chain for HTTPS
   --tls-key FILE        PEM private key for HTTPS
-  --workers N|auto      HTTP threads beside the thread that owns the store (default auto:
-                        one per core, or 0 on one core = everything on one thread; each
-                        thread costs ~40-60 MB of memory under load)
+  --workers N|auto      HTTP threads beside the main thread, which serves too (default
+                        auto: one per core beyond the first, so 0 on one core; each
+                        thread costs ~40-60 MB of memory under load; 0 = one thread)
 
 Example:
   idbot serve --data-dir /var/lib/idbot --listen 0.0.0.0:8443 --resources /etc/idbot \\

@@ -21,6 +21,7 @@ import {
 import { type Limiter, RateLimiter } from "./ratelimit.ts";
 import { openStore } from "./store/open.ts";
 import type { Store } from "./store/store.ts";
+import type { ThreadLock } from "./store/threadlock.ts";
 
 export interface ServeOptions {
   /** Embedded store directory, or (database) a PostgreSQL URL shared by replicas. */
@@ -38,8 +39,8 @@ export interface ServeOptions {
   rateLimit?: number;
   /** Joins per second per join token (0 = off); default 1000. */
   tokenRateLimit?: number;
-  /** Set in the HTTP worker threads of a threaded service (threads.ts): what they share
-   *  with the main thread instead of keeping their own. */
+  /** Set in every HTTP thread of a threaded service (threads.ts): what the threads share
+   *  instead of keeping their own. */
   shared?: SharedState;
   /** Accept connections on this already-listening socket (shared by the worker threads)
    *  instead of binding `listen`. */
@@ -47,13 +48,17 @@ export interface ServeOptions {
 }
 
 export interface SharedState {
-  /** The main thread's store; its owner closes it. */
-  store: Store;
+  /** Each thread opens the store itself; on one SQLite file their join commits take turns
+   *  on this lock. */
+  sqliteWriteLock: ThreadLock;
+  /** True in the main thread: it alone prunes the replay keys. */
+  main: boolean;
   limits: { address: Limiter; token: Limiter };
   /** Every thread's metrics, added up and rendered. */
   renderMetrics: () => Promise<string>;
-  /** Feeds the process-wide auth-failure alert. */
-  authFailure: (now: number) => void;
+  /** Feeds the process-wide auth-failure alert; unset in the thread whose own alert
+   *  window is the process's (the main thread). */
+  authFailure?: (now: number) => void;
   /** After `idbot admin rotate-jwt --server` through this thread: every thread reloads
    *  its signing keys before the answer goes out. */
   authoritiesRotated: () => Promise<void>;
@@ -106,11 +111,16 @@ function defaultTrustDomain(publicUrl: string): string {
 }
 
 /** Opens the store the options name, as a ServeError when it cannot be opened. */
-export async function openServiceStore(opts: ServeOptions, logger: Logger): Promise<Store> {
+async function openServiceStore(
+  opts: ServeOptions,
+  logger: Logger,
+  sqliteWriteLock?: ThreadLock,
+): Promise<Store> {
   try {
     return await openStore({
       dataDir: opts.dataDir,
       database: opts.database,
+      ...(sqliteWriteLock ? { sqliteWriteLock } : {}),
       onConnectionError: (e) =>
         logger.log("warn", "store connection lost; reconnecting", { error: e.message }),
     });
@@ -126,7 +136,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
   const fileResources = () => loadResources(opts.resourcesPath);
   let files = fileResources();
   const shared = opts.shared;
-  const store = shared?.store ?? (await openServiceStore(opts, logger));
+  const store = await openServiceStore(opts, logger, shared?.sqliteWriteLock);
   // Applied resources (idbot admin apply, tokens edit) live in the store and override
   // the files; the version is polled so changes reach every replica within seconds.
   // The table also holds entries that are not resources (admin tokens): only resource kinds merge.
@@ -228,10 +238,14 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       }
     }, 2000);
     poll.unref();
-    // A worker thread leaves this to the main thread, which owns the store.
-    const prune = shared
-      ? undefined
-      : setInterval(() => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}), 600_000);
+    // Once per process: the main thread's.
+    const prune =
+      shared && !shared.main
+        ? undefined
+        : setInterval(
+            () => void store.pruneReplayKeys(Math.floor(Date.now() / 1000)).catch(() => {}),
+            600_000,
+          );
     prune?.unref();
     // Each --workers thread says so once, with the label its requests carry in /metrics.
     logger.log("info", shared ? "idbot service thread started" : "idbot service started", {
@@ -273,11 +287,11 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
           server.close(() => resolve());
           server.closeAllConnections();
         });
-        if (!shared) await store.close();
+        await store.close();
       },
     };
   } catch (e) {
-    if (!shared) await store.close();
+    await store.close();
     throw e;
   }
 }

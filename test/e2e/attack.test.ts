@@ -186,8 +186,8 @@ describe("malformed requests", () => {
 
 describe("a thousand bad tokens", () => {
   test("every one is refused (400/403/413), never 200 or 5xx; the service stays up, bounded in time and memory", async () => {
-    // Two HTTP threads, as --workers auto starts on a 2-core box; each has its own V8 heap,
-    // and the memory bound below is per heap.
+    // Two HTTP threads (the main one and one worker), as --workers auto starts on a 2-core
+    // box; each has its own V8 heap, and the memory bound below is per heap.
     const threads = 2;
     const svc = await extraService([
       "--rate-limit",
@@ -195,7 +195,7 @@ describe("a thousand bad tokens", () => {
       "--token-rate-limit",
       "0",
       "--workers",
-      String(threads),
+      String(threads - 1),
     ]);
     const url = svc.url;
     const aud = svc.url;

@@ -1,8 +1,9 @@
-// `idbot serve --workers 2`: one process, two HTTP threads over the main thread's store.
-// What must stay process-wide whichever thread a connection lands on: the metrics page
-// (sums every thread), the rate limits and the auth-failure alert (counted once, on the
-// main thread), a SIGHUP reload and a JWT key rotation (reach every thread before they
-// answer). Requests go out concurrently, each on its own connection, so both threads
+// `idbot serve --workers 1`: one process, two HTTP threads (the main one and a worker),
+// each on its own connection to the one SQLite file. What must stay process-wide
+// whichever thread a connection lands on: the metrics page (sums every thread), the rate
+// limits and the auth-failure alert (counted once, on the main thread), a SIGHUP reload
+// and a JWT key rotation (reach every thread before they answer), and the store (a
+// replayed token is refused whichever thread saw it first). Requests go out concurrently, each on its own connection, so both threads
 // serve (a busy thread is not waiting in accept); the per-thread request counter shows it.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -103,6 +104,20 @@ async function connectionsOnTwoThreads(url: string): Promise<[Agent, Agent]> {
 }
 
 let world: World;
+/** Bot instances in the service's store, as `idbot admin bot-instances ls` lists them. */
+async function instanceCount(): Promise<number> {
+  const r = await idbot([
+    "admin",
+    "bot-instances",
+    "ls",
+    "--data-dir",
+    world.service.dataDir,
+    "--format",
+    "json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as unknown[]).length;
+}
 /** `idbot serve` flags for another service beside the world's, on the same resources. */
 const serveArgs = (name: string, ...flags: string[]) => [
   "--data-dir",
@@ -123,7 +138,7 @@ const joinBody = async (token = "github-deploy", claims?: Record<string, unknown
 
 before(async () => {
   world = await startWorld({
-    serviceArgs: ["--workers", "2", "--rate-limit", "0"],
+    serviceArgs: ["--workers", "1", "--rate-limit", "0"],
     resources: (host) => githubResources(host, githubToken(host, "github-other")),
   });
 });
@@ -131,7 +146,7 @@ after(async () => {
   await world?.close();
 });
 
-describe("idbot serve --workers 2", () => {
+describe("idbot serve --workers 1", () => {
   test("joins spread over both threads, and every /metrics read adds all threads up", async () => {
     const url = world.service.url;
     const bodies = await concurrently(16, () => joinBody());
@@ -152,11 +167,7 @@ describe("idbot serve --workers 2", () => {
       assert.equal(count?.value, 16, "histograms add up too");
     }
     const byThread = samples(pages[0]!.text, "idbot_http_requests_total").filter((s) => s.value > 0);
-    assert.ok(byThread.length >= 2, `requests served by more than one thread: ${JSON.stringify(byThread)}`);
-    assert.ok(
-      byThread.every((s) => s.labels !== 'thread="0"'),
-      "the main thread serves no HTTP (it owns the store)",
-    );
+    assert.equal(byThread.length, 2, `requests served by both threads: ${JSON.stringify(byThread)}`);
   });
 
   test("six failed joins, three on each thread, raise the auth-failure alert once", async () => {
@@ -185,6 +196,37 @@ describe("idbot serve --workers 2", () => {
         world.service.logs().slice(before.length).split("more than 5 authentication failures").length - 1;
     }
     assert.equal(alerts, 1, "one process-wide window, not one per thread");
+  });
+
+  test("one ID token sent to both threads at once is accepted once: the threads' store connections share the replay check", async () => {
+    const url = world.service.url;
+    const [a, b] = await connectionsOnTwoThreads(url);
+    try {
+      for (let round = 0; round < 5; round++) {
+        const body = await joinBody();
+        const answers = await Promise.all([a, b].map((agent) => onConnection(agent, `${url}/v1/join`, body)));
+        assert.deepEqual(
+          answers.map((x) => x.status).sort(),
+          [200, 403],
+          answers.map((x) => x.text).join("\n"),
+        );
+        assert.match(answers.find((x) => x.status === 403)!.text, /already used/);
+      }
+    } finally {
+      a.destroy();
+      b.destroy();
+    }
+  });
+
+  test("a burst of joins on both threads all commit: every one is in the store", async () => {
+    const url = world.service.url;
+    const before = await instanceCount();
+    const bodies = await concurrently(48, () => joinBody());
+    const joins = await concurrently(48, (i) => postJoin(url, bodies[i]));
+    for (const j of joins) assert.equal(j.status, 200, j.text);
+    const ids = new Set(joins.map((j) => j.json.bot_instance_id as string));
+    assert.equal(ids.size, 48);
+    assert.equal(await instanceCount(), before + 48);
   });
 
   test("SIGHUP reloads the resources in every thread", async () => {
@@ -241,7 +283,7 @@ describe("idbot serve --workers 2", () => {
 
 describe("rate limits span the threads", () => {
   test("--rate-limit 1: a burst from one address gets at most the burst of 2 (+1 refilled) through, whichever thread serves it", async () => {
-    const svc = await launchServe(serveArgs("limited", "--workers", "2", "--rate-limit", "1"));
+    const svc = await launchServe(serveArgs("limited", "--workers", "1", "--rate-limit", "1"));
     try {
       // Not JSON: 400 when let through, 429 when limited. Per-thread buckets would let 4 through.
       const answers = await concurrently(8, () =>
@@ -286,7 +328,7 @@ describe("--workers", () => {
       "--resources",
       world.service.resourcesFile,
       "--workers",
-      "2",
+      "1",
     ]);
     try {
       assert.match(svc.url, /^http:\/\/\[::1\]:\d+$/);

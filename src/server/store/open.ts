@@ -3,6 +3,7 @@
 // store modules) are loaded only when chosen.
 import { readFileSync } from "node:fs";
 import type { Store } from "./store.ts";
+import type { ThreadLock } from "./threadlock.ts";
 
 export class OpenStoreError extends Error {
   override name = "OpenStoreError";
@@ -64,6 +65,8 @@ export async function openStore(opts: {
   env?: NodeJS.ProcessEnv;
   /** Reports dropped idle PostgreSQL connections (recovered from automatically). */
   onConnectionError?: (err: Error) => void;
+  /** The threads of one process that open the same SQLite file share this lock. */
+  sqliteWriteLock?: ThreadLock;
 }): Promise<Store> {
   if (opts.database !== undefined) {
     if (!isPostgresUrl(opts.database)) {
@@ -80,7 +83,7 @@ export async function openStore(opts: {
   }
   if (opts.dataDir !== undefined) {
     const { openSqliteStore } = await import("./sqlite.ts");
-    return openSqliteStore(opts.dataDir);
+    return openSqliteStore(opts.dataDir, opts.sqliteWriteLock ? { writeLock: opts.sqliteWriteLock } : {});
   }
   throw new OpenStoreError(
     "no store given: pass --data-dir DIR (embedded SQLite) or --database URL (PostgreSQL)",

@@ -34,6 +34,7 @@ import type {
   StoredResource,
 } from "./store.ts";
 import { REQUIRED_CAS } from "./store.ts";
+import type { ThreadLock } from "./threadlock.ts";
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE cas (name TEXT PRIMARY KEY, private_key_pem TEXT NOT NULL, public_material TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -140,6 +141,9 @@ export interface SqliteOptions {
    *  wall time per join, p99 per turn 35 -> 25 ms at 32 joins per turn; the whole service:
    *  +1-12% joins/s, p99 at c=64 -10 ms) but a worker's Node environment costs ~10 MB RSS. */
   checkpointer?: boolean;
+  /** Shared with the other threads of a threaded service that open the same file: join
+   *  commits take it first (see threadlock.ts). */
+  writeLock?: ThreadLock;
 }
 
 export class StoreError extends Error {
@@ -187,6 +191,7 @@ export class SqliteStore implements Store {
     options: SqliteOptions = {},
   ) {
     if (options.checkpointer !== true) this.checkpointer = null;
+    this.writeLock = options.writeLock;
     try {
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = NORMAL");
@@ -313,8 +318,27 @@ export class SqliteStore implements Store {
 
   private queue: QueuedJoin[] = [];
   private flushScheduled = false;
+  private readonly writeLock: ThreadLock | undefined;
 
+  /** Runs the queued joins' group commit, once this thread holds the write lock (when
+   *  threads share the file). Until then flushScheduled stays set: joins that arrive
+   *  meanwhile queue up and go in the same group. */
   private readonly flushJoins = (): void => {
+    const lock = this.writeLock;
+    if (!lock) this.commitQueued();
+    else if (lock.tryAcquire()) this.commitQueuedAndRelease(lock);
+    else void lock.acquire().then(() => this.commitQueuedAndRelease(lock));
+  };
+
+  private commitQueuedAndRelease(lock: ThreadLock): void {
+    try {
+      this.commitQueued();
+    } finally {
+      lock.release();
+    }
+  }
+
+  private commitQueued(): void {
     this.flushScheduled = false;
     if (this.walPhase === "hold") return; // released by releaseHold()
     if (this.checkpointer === undefined && this.queue.length > 0 && this.db.open) this.startCheckpointer();
@@ -349,7 +373,7 @@ export class SqliteStore implements Store {
         q.resolve(r);
       }
     }
-  };
+  }
 
   /** The checkpointer worker: undefined until joins flow, null when off for good. */
   private checkpointer: Worker | null | undefined;
@@ -765,11 +789,24 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.checkpointer === undefined) this.checkpointer = null; // none from now on
     this.releaseHold();
-    if (this.db.open) this.flushJoins();
+    await this.commitNow();
     // The worker's connection closes first, so the main one is the last and, as before,
     // checkpoints the WAL and removes it.
     await this.stopCheckpointer();
-    if (this.db.open) this.flushJoins();
+    await this.commitNow();
     this.db.close();
+  }
+
+  /** Commits what is queued before the connection closes (after the other threads'
+   *  commits in progress, when they share the file). */
+  private async commitNow(): Promise<void> {
+    if (!this.db.open || this.queue.length === 0) return;
+    const lock = this.writeLock;
+    if (!lock) {
+      this.commitQueued();
+      return;
+    }
+    await lock.acquire();
+    this.commitQueuedAndRelease(lock);
   }
 }

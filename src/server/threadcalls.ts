@@ -1,42 +1,14 @@
-// Calls across a thread boundary. The main thread of a threaded service owns the store
-// and the process-wide state (rate limits, metrics, the auth-failure alert); its HTTP
-// worker threads call it through one MessagePort each (serveCalls / callsTo), and see
-// the store as a Store (remoteStore). Arguments and results are plain data, so
-// structured clone carries them; an error keeps its name, message and code, which
-// isStoreOutage and the callers look at.
+// Calls across a thread boundary. The HTTP threads of a threaded service each keep their
+// own store connection, but the process-wide state (rate limits, the auth-failure alert,
+// the sum of the metrics, a key rotation's reach) lives on the main thread: the worker
+// threads call it through one MessagePort each (serveCalls / callsTo). Arguments and
+// results are plain data, so structured clone carries them; an error keeps its name,
+// message and code.
 //
 // Messages go out as one array per event-loop turn: a worker under load makes many calls
 // (and log lines) per turn, and each postMessage costs both threads a wake-up and a
 // dispatch (~45 µs of a worker's time per join when sent one by one).
 import type { MessagePort } from "node:worker_threads";
-import type { Store } from "./store.ts";
-
-type Method = Exclude<keyof Store, "kind" | "close">;
-const STORE_METHODS: readonly Method[] = [
-  "loadOrCreateCAs",
-  "rotateCA",
-  "commitJoin",
-  "renewInstance",
-  "createJoinToken",
-  "getJoinTokenByHash",
-  "listJoinTokens",
-  "deleteJoinToken",
-  "createChallenge",
-  "getChallenge",
-  "getBoundKeypair",
-  "listBoundKeypairs",
-  "updateBoundKeypair",
-  "putResource",
-  "deleteResource",
-  "listResources",
-  "resourcesVersion",
-  "appendAudit",
-  "listAudit",
-  "getBotInstance",
-  "listBotInstances",
-  "pruneReplayKeys",
-  "healthy",
-];
 
 /** Worker -> main thread: a call, or log text to write to the process's stderr. */
 type Up = { id: number; method: string; args: unknown[] } | { log: string };
@@ -64,17 +36,10 @@ function batched<T>(port: MessagePort): { send: (m: T) => void; flush: () => voi
   };
 }
 
-/** Main thread: answers the calls arriving on `port` with `handlers` (and `store` for
- *  its methods; loadOrCreateCAs gets the main thread's own `create`), and hands log text
- *  to `log`. */
-export function serveCalls(
-  port: MessagePort,
-  store: Store,
-  handlers: Handlers,
-  log: (text: string) => void,
-): void {
+/** Main thread: answers the calls arriving on `port` with `handlers`, and hands log
+ *  text to `log`. */
+export function serveCalls(port: MessagePort, handlers: Handlers, log: (text: string) => void): void {
   const { send } = batched<Down>(port);
-  const storeMethods: ReadonlySet<string> = new Set(STORE_METHODS);
   port.on("message", (batch: Up[]) => {
     for (const m of batch) {
       if ("log" in m) {
@@ -85,10 +50,8 @@ export function serveCalls(
       let run: Promise<unknown>;
       try {
         const own = handlers[m.method];
-        if (own) run = Promise.resolve(own(...m.args));
-        else if (storeMethods.has(m.method))
-          run = (store[m.method as Method] as (...a: unknown[]) => Promise<unknown>)(...m.args);
-        else throw new Error(`no such call: ${m.method}`);
+        if (!own) throw new Error(`no such call: ${m.method}`);
+        run = Promise.resolve(own(...m.args));
       } catch (e) {
         run = Promise.reject(e);
       }
@@ -141,18 +104,4 @@ export function callsTo(port: MessagePort): Caller {
     },
     flush,
   };
-}
-
-/** The Store a worker thread uses: every call runs on the main thread. */
-export function remoteStore(kind: Store["kind"], caller: Caller): Store {
-  const store: Record<string, unknown> = {
-    kind,
-    // The store's owner closes it; a worker only stops asking.
-    close: async () => {},
-  };
-  for (const method of STORE_METHODS) {
-    // loadOrCreateCAs' argument is a function: the main thread uses its own.
-    store[method] = (...args: unknown[]) => caller.call(method, method === "loadOrCreateCAs" ? [] : args);
-  }
-  return store as unknown as Store;
 }
