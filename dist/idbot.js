@@ -38939,11 +38939,14 @@ var init_threads = __esm({
       }
       logger;
       threads = [];
+      /** Started and not exited: the ones that answer commands. A worker that failed to start
+       *  never answers; close() terminates it. */
+      serving = /* @__PURE__ */ new Set();
       pending = /* @__PURE__ */ new Map();
       nextId = 0;
       closing = false;
       get count() {
-        return this.threads.length;
+        return this.serving.size;
       }
       /** Starts one worker; resolves once it serves. */
       spawn(data, handlers) {
@@ -38956,8 +38959,10 @@ var init_threads = __esm({
           });
           this.threads.push(worker);
           worker.on("message", (r) => {
-            if (r.op === "ready") resolve8();
-            else if (r.op === "failed") reject(new Error(r.message));
+            if (r.op === "ready") {
+              this.serving.add(worker);
+              resolve8();
+            } else if (r.op === "failed") reject(new Error(r.message));
             else {
               this.pending.get(r.id)?.(r);
               this.pending.delete(r.id);
@@ -38968,6 +38973,7 @@ var init_threads = __esm({
             if (!this.closing) this.fatal(`a service thread failed: ${e.message}`);
           });
           worker.on("exit", (code) => {
+            this.serving.delete(worker);
             channel.port1.close();
             if (!this.closing) this.fatal(`a service thread exited (code ${code})`);
           });
@@ -38976,7 +38982,7 @@ var init_threads = __esm({
       /** Sends `op` to every worker; resolves with their answers, rejects with the first error. */
       async broadcast(op) {
         const answers = await Promise.all(
-          this.threads.map(
+          [...this.serving].map(
             (w) => new Promise((resolve8) => {
               const id = this.nextId++;
               const gone = () => {

@@ -113,6 +113,9 @@ async function runServiceWorker(): Promise<void> {
 /** The worker threads, as the main thread sees them. */
 class WorkerThreads {
   private readonly threads: Worker[] = [];
+  /** Started and not exited: the ones that answer commands. A worker that failed to start
+   *  never answers; close() terminates it. */
+  private readonly serving = new Set<Worker>();
   private readonly pending = new Map<number, (r: Extract<Report, { op: "done" }>) => void>();
   private nextId = 0;
   private closing = false;
@@ -120,7 +123,7 @@ class WorkerThreads {
   constructor(private readonly logger: Logger) {}
 
   get count(): number {
-    return this.threads.length;
+    return this.serving.size;
   }
 
   /** Starts one worker; resolves once it serves. */
@@ -134,8 +137,10 @@ class WorkerThreads {
       });
       this.threads.push(worker);
       worker.on("message", (r: Report) => {
-        if (r.op === "ready") resolve();
-        else if (r.op === "failed") reject(new Error(r.message));
+        if (r.op === "ready") {
+          this.serving.add(worker);
+          resolve();
+        } else if (r.op === "failed") reject(new Error(r.message));
         else {
           this.pending.get(r.id)?.(r);
           this.pending.delete(r.id);
@@ -146,6 +151,7 @@ class WorkerThreads {
         if (!this.closing) this.fatal(`a service thread failed: ${e.message}`);
       });
       worker.on("exit", (code) => {
+        this.serving.delete(worker);
         channel.port1.close();
         if (!this.closing) this.fatal(`a service thread exited (code ${code})`);
       });
@@ -155,7 +161,7 @@ class WorkerThreads {
   /** Sends `op` to every worker; resolves with their answers, rejects with the first error. */
   async broadcast(op: Command["op"]): Promise<Array<Extract<Report, { op: "done" }>>> {
     const answers = await Promise.all(
-      this.threads.map(
+      [...this.serving].map(
         (w) =>
           new Promise<Extract<Report, { op: "done" }>>((resolve) => {
             const id = this.nextId++;
