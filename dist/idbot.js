@@ -35115,6 +35115,7 @@ var init_store = __esm({
 // src/server/store/postgres.ts
 var postgres_exports = {};
 __export(postgres_exports, {
+  POOL_PER_REPLICA: () => POOL_PER_REPLICA,
   PostgresStore: () => PostgresStore,
   PostgresStoreError: () => PostgresStoreError,
   WRONG_PASSPHRASE: () => WRONG_PASSPHRASE,
@@ -35168,7 +35169,7 @@ async function openPostgresStore(url2, opts) {
   }
   const pool = new pg.Pool({
     connectionString: url2,
-    max: opts.maxConnections ?? 10,
+    max: opts.maxConnections ?? POOL_PER_REPLICA,
     connectionTimeoutMillis: 1e4,
     idleTimeoutMillis: 3e4,
     keepAlive: true,
@@ -35189,7 +35190,7 @@ async function openPostgresStore(url2, opts) {
   }
   return store;
 }
-var MIGRATION_LOCK, HEALTH_TIMEOUT_MS, UNIQUE_VIOLATION, WRONG_PASSPHRASE, MIGRATIONS, Refusal, PostgresStoreError, MAX_CLAIM_GROUP, MAX_CLAIM_GROUPS_IN_FLIGHT, GROUP_CLAIM_JOIN_SQL, MAX_NAMED_EVENTS, PostgresStore;
+var MIGRATION_LOCK, HEALTH_TIMEOUT_MS, UNIQUE_VIOLATION, WRONG_PASSPHRASE, MIGRATIONS, Refusal, PostgresStoreError, MAX_CLAIM_GROUP, MAX_CLAIM_GROUPS_IN_FLIGHT, GROUP_CLAIM_JOIN_SQL, MAX_NAMED_EVENTS, POOL_PER_REPLICA, PostgresStore;
 var init_postgres = __esm({
   "src/server/store/postgres.ts"() {
     "use strict";
@@ -35269,6 +35270,7 @@ var init_postgres = __esm({
   )
   SELECT id FROM ok`;
     MAX_NAMED_EVENTS = 16;
+    POOL_PER_REPLICA = 10;
     PostgresStore = class {
       constructor(pool, passphrase) {
         this.pool = pool;
@@ -36447,9 +36449,10 @@ async function openStore(opts) {
       );
     }
     const caPassphrase = readCaPassphrase(opts.env ?? process.env);
-    const { openPostgresStore: openPostgresStore2 } = await Promise.resolve().then(() => (init_postgres(), postgres_exports));
+    const { openPostgresStore: openPostgresStore2, POOL_PER_REPLICA: POOL_PER_REPLICA2 } = await Promise.resolve().then(() => (init_postgres(), postgres_exports));
     return openPostgresStore2(opts.database, {
       caPassphrase,
+      ...opts.threads && opts.threads > 1 ? { maxConnections: Math.max(2, Math.ceil(POOL_PER_REPLICA2 / opts.threads)) } : {},
       ...opts.onConnectionError ? { onConnectionError: opts.onConnectionError } : {}
     });
   }
@@ -38461,12 +38464,12 @@ function checkListen(opts) {
 function defaultTrustDomain(publicUrl) {
   return new URL(publicUrl).hostname.replace(/^\[|\]$/g, "").replace(/:/g, "-");
 }
-async function openServiceStore(opts, logger, sqliteWriteLock) {
+async function openServiceStore(opts, logger, shared) {
   try {
     return await openStore({
       dataDir: opts.dataDir,
       database: opts.database,
-      ...sqliteWriteLock ? { sqliteWriteLock } : {},
+      ...shared ? { sqliteWriteLock: shared.sqliteWriteLock, threads: shared.threads } : {},
       onConnectionError: (e) => logger.log("warn", "store connection lost; reconnecting", { error: e.message })
     });
   } catch (e) {
@@ -38479,7 +38482,7 @@ async function startService(opts) {
   const fileResources = () => loadResources(opts.resourcesPath);
   let files = fileResources();
   const shared = opts.shared;
-  const store = await openServiceStore(opts, logger, shared?.sqliteWriteLock);
+  const store = await openServiceStore(opts, logger, shared);
   const kinds = new Set(RESOURCE_KINDS);
   const withApplied = async (set2) => mergeResources(
     set2,
@@ -38795,6 +38798,7 @@ async function runServiceWorker() {
       shared: {
         sqliteWriteLock: new ThreadLock(data.sqliteWriteLock),
         main: false,
+        threads: data.threads,
         limits: {
           address: remoteLimiter(main2, "address", data.opts.rateLimit),
           token: remoteLimiter(main2, "token", data.opts.tokenRateLimit)
@@ -38852,6 +38856,7 @@ async function startThreadedService(opts) {
   const shared = {
     sqliteWriteLock,
     main: true,
+    threads: 1 + count,
     limits,
     renderMetrics,
     // The main thread's service has already reloaded its own keys.
@@ -38882,7 +38887,8 @@ async function startThreadedService(opts) {
     } else {
       const data = {
         opts: { ...workerOpts, publicUrl: main2.publicUrl, listenFd: main2.listenFd },
-        sqliteWriteLock: sqliteWriteLock.buffer
+        sqliteWriteLock: sqliteWriteLock.buffer,
+        threads: 1 + count
       };
       await Promise.all(Array.from({ length: count }, () => workers.spawn(data, handlers)));
     }

@@ -53,6 +53,8 @@ export interface SharedState {
   sqliteWriteLock: ThreadLock;
   /** True in the main thread: it alone prunes the replay keys. */
   main: boolean;
+  /** HTTP threads in the process, the main one included. */
+  threads: number;
   limits: { address: Limiter; token: Limiter };
   /** Every thread's metrics, added up and rendered. */
   renderMetrics: () => Promise<string>;
@@ -111,16 +113,12 @@ function defaultTrustDomain(publicUrl: string): string {
 }
 
 /** Opens the store the options name, as a ServeError when it cannot be opened. */
-async function openServiceStore(
-  opts: ServeOptions,
-  logger: Logger,
-  sqliteWriteLock?: ThreadLock,
-): Promise<Store> {
+async function openServiceStore(opts: ServeOptions, logger: Logger, shared?: SharedState): Promise<Store> {
   try {
     return await openStore({
       dataDir: opts.dataDir,
       database: opts.database,
-      ...(sqliteWriteLock ? { sqliteWriteLock } : {}),
+      ...(shared ? { sqliteWriteLock: shared.sqliteWriteLock, threads: shared.threads } : {}),
       onConnectionError: (e) =>
         logger.log("warn", "store connection lost; reconnecting", { error: e.message }),
     });
@@ -136,7 +134,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
   const fileResources = () => loadResources(opts.resourcesPath);
   let files = fileResources();
   const shared = opts.shared;
-  const store = await openServiceStore(opts, logger, shared?.sqliteWriteLock);
+  const store = await openServiceStore(opts, logger, shared);
   // Applied resources (idbot admin apply, tokens edit) live in the store and override
   // the files; the version is polled so changes reach every replica within seconds.
   // The table also holds entries that are not resources (admin tokens): only resource kinds merge.

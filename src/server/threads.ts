@@ -35,6 +35,8 @@ interface WorkerData {
   role: typeof WORKER_ROLE;
   opts: WorkerOptions;
   sqliteWriteLock: SharedArrayBuffer;
+  /** HTTP threads in the process, the main one included. */
+  threads: number;
   port: MessagePort;
 }
 /** Main thread -> worker, on the worker's parentPort. */
@@ -70,6 +72,7 @@ async function runServiceWorker(): Promise<void> {
       shared: {
         sqliteWriteLock: new ThreadLock(data.sqliteWriteLock),
         main: false,
+        threads: data.threads,
         limits: {
           address: remoteLimiter(main, "address", data.opts.rateLimit),
           token: remoteLimiter(main, "token", data.opts.tokenRateLimit),
@@ -223,6 +226,7 @@ export async function startThreadedService(
   const shared: SharedState = {
     sqliteWriteLock,
     main: true,
+    threads: 1 + count,
     limits,
     renderMetrics,
     // The main thread's service has already reloaded its own keys.
@@ -254,6 +258,7 @@ export async function startThreadedService(
       const data = {
         opts: { ...workerOpts, publicUrl: main.publicUrl, listenFd: main.listenFd },
         sqliteWriteLock: sqliteWriteLock.buffer,
+        threads: 1 + count,
       };
       await Promise.all(Array.from({ length: count }, () => workers.spawn(data, handlers)));
     }

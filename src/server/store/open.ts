@@ -67,6 +67,9 @@ export async function openStore(opts: {
   onConnectionError?: (err: Error) => void;
   /** The threads of one process that open the same SQLite file share this lock. */
   sqliteWriteLock?: ThreadLock;
+  /** How many threads of this process open a store: on PostgreSQL they share one
+   *  replica's connections, so the database sees as many per process as before. */
+  threads?: number;
 }): Promise<Store> {
   if (opts.database !== undefined) {
     if (!isPostgresUrl(opts.database)) {
@@ -75,9 +78,12 @@ export async function openStore(opts: {
       );
     }
     const caPassphrase = readCaPassphrase(opts.env ?? process.env);
-    const { openPostgresStore } = await import("./postgres.ts");
+    const { openPostgresStore, POOL_PER_REPLICA } = await import("./postgres.ts");
     return openPostgresStore(opts.database, {
       caPassphrase,
+      ...(opts.threads && opts.threads > 1
+        ? { maxConnections: Math.max(2, Math.ceil(POOL_PER_REPLICA / opts.threads)) }
+        : {}),
       ...(opts.onConnectionError ? { onConnectionError: opts.onConnectionError } : {}),
     });
   }

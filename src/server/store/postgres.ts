@@ -180,10 +180,13 @@ function describeUrl(url: string): string {
   }
 }
 
+/** Connections one replica (one `idbot serve` process) opens at most. */
+export const POOL_PER_REPLICA = 10;
+
 export interface PostgresStoreOptions {
   /** Encrypts the CA private keys at rest; every replica needs the same one. */
   caPassphrase: string;
-  /** Pool size per replica (default 10). */
+  /** Pool size per replica (default POOL_PER_REPLICA). */
   maxConnections?: number;
   /** Errors of idle pooled connections (the database restarted, a connection was killed).
    *  They are recovered from by reconnecting; this only reports them. */
@@ -205,7 +208,7 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions)
   }
   const pool = new pg.Pool({
     connectionString: url,
-    max: opts.maxConnections ?? 10,
+    max: opts.maxConnections ?? POOL_PER_REPLICA,
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
     keepAlive: true,
