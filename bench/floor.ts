@@ -3,9 +3,9 @@
 // and three crypto operations. What it reaches is the most any Node service doing a join
 // on this box can reach; what it misses, no change inside idbot can meet.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type JoinBody, type LoadResult, runLoad } from "./load.ts";
+import { procMemory } from "./proc.ts";
 import type { Issuer, TokenPool } from "./tokens.ts";
 
 export interface PlatformFloor extends LoadResult {
@@ -59,8 +59,7 @@ export async function measurePlatformFloor(o: {
       tokens: o.tokens,
       body: o.body,
     });
-    const status = readFileSync(`/proc/${proc.pid}/status`, "utf8");
-    const rssMb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN) / 1024;
+    const { rssMb } = procMemory(proc.pid!);
     return { ...r, threads: 1 + o.workers, responseBytes: o.responseBytes, rssMb };
   } finally {
     proc.kill();

@@ -20,6 +20,7 @@ import { startTestPostgres, type TestPostgres } from "../test/helpers/pgserver.t
 import { type Replica, startReplica } from "../test/helpers/replicas.ts";
 import { type Service, startService } from "../test/helpers/service.ts";
 import { type JoinBody, type LoadResult, percentile, runLoad } from "./load.ts";
+import { type ProcMemory, procCpuMs, procMemory } from "./proc.ts";
 import { BENCH_SERVE_ARGS, benchResources, clientPublicKeys } from "./setup.ts";
 import { createIssuer, type Issuer, mintTokens, TokenPool } from "./tokens.ts";
 
@@ -45,10 +46,7 @@ export interface ReplicaBenchOptions {
   log?: (msg: string) => void;
 }
 
-export interface Memory {
-  rssMb: number;
-  hwmMb: number;
-}
+export type Memory = ProcMemory;
 
 export interface RunFigures {
   joinsPerS: number;
@@ -88,20 +86,6 @@ const envNum = (name: string, fallback: number) => {
   const v = process.env[name];
   return v !== undefined && v !== "" && Number.isFinite(Number(v)) ? Number(v) : fallback;
 };
-
-function procMemory(pid: number): Memory {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = (field: string) =>
-    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
-  return { rssMb: kb("VmRSS") / 1024, hwmMb: kb("VmHWM") / 1024 };
-}
-
-/** utime + stime of a process in ms (clock ticks of 10 ms). */
-function procCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 /** CPU (ms) of a PostgreSQL server: the postmaster (with its reaped children) and every live
  *  child (backends, WAL writer, checkpointer). The postmaster's pid is the first line of the

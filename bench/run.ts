@@ -6,7 +6,7 @@
 // Rows are data (LEVELS below): a later row with other `outputs`, or a second service on
 // PostgreSQL, is one more entry with its own target.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -17,6 +17,7 @@ import { type StepTiming, timeMainStep, timeNodeStartup } from "./action.ts";
 import { type CryptoFloor, measureCryptoFloor } from "./crypto.ts";
 import { measurePlatformFloor, type PlatformFloor } from "./floor.ts";
 import { type JoinBody, type LoadResult, runLoad } from "./load.ts";
+import { type ProcMemory, procCpuMs, procMemory } from "./proc.ts";
 import { runReplicaBench } from "./replicas.ts";
 import { BENCH_SERVE_ARGS, benchResources, clientPublicKeys } from "./setup.ts";
 import { createIssuer, mintTokens, TokenPool } from "./tokens.ts";
@@ -64,25 +65,6 @@ const WORKERS = Math.min(availableParallelism(), 16) - 1;
 const TARGET = { joinsPerS: 2000, p99MsAt64: 25, rssMb: 150, mainStepMs: 300 };
 
 // ---------------------------------------------------------------------------------------
-
-interface ProcMemory {
-  rssMb: number;
-  hwmMb: number;
-}
-
-function procMemory(pid: number): ProcMemory {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = (field: string) =>
-    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
-  return { rssMb: kb("VmRSS") / 1024, hwmMb: kb("VmHWM") / 1024 };
-}
-
-/** utime + stime of a process, in ms (from /proc/PID/stat; clock ticks are 10 ms on Linux). */
-function procCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 interface LevelRow extends LoadResult {
   name: string;
