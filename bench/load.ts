@@ -148,6 +148,9 @@ class Connection {
       return;
     }
     this.#buf = buf.length > total ? buf.subarray(total) : undefined;
+    // The service sheds a connection this way (serve --workers evens out its threads'
+    // connections): the next request goes on a new one, as any HTTP/1.1 client does.
+    if (/\r\nconnection: *close/i.test(head)) this.close();
     const status = Number(head.slice(9, 12));
     this.#settle(
       status === 200

@@ -30748,6 +30748,36 @@ var init_token = __esm({
   }
 });
 
+// src/server/linger.ts
+function closeAfterAnswer(req, res) {
+  res.setHeader("connection", "close");
+  const socket = req.socket;
+  req.resume();
+  res.once("finish", () => {
+    socket.removeListener("finish", socket.destroy);
+    const start = socket.bytesRead;
+    const check2 = setInterval(() => {
+      if (socket.bytesRead - start > LINGER_BYTES) socket.destroy();
+    }, 50);
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    check2.unref();
+    timer.unref();
+    socket.once("close", () => {
+      clearInterval(check2);
+      clearTimeout(timer);
+    });
+    socket.once("end", () => socket.destroy());
+  });
+}
+var LINGER_MS, LINGER_BYTES;
+var init_linger = __esm({
+  "src/server/linger.ts"() {
+    "use strict";
+    LINGER_MS = 2e3;
+    LINGER_BYTES = 4 * 1024 * 1024;
+  }
+});
+
 // src/protocol/validation.ts
 function formatPath(path) {
   let out2 = "";
@@ -34811,8 +34841,7 @@ async function handleAdmin(req, res, path, ctx2, meta3) {
   } catch (e) {
     if (e instanceof AdminApiError) {
       if (e.status === 413) {
-        res.setHeader("connection", "close");
-        res.on("finish", () => req.socket.destroySoon());
+        closeAfterAnswer(req, res);
       }
       return answerError(res, e);
     }
@@ -34883,6 +34912,7 @@ var init_admin3 = __esm({
     init_duration();
     init_authorities();
     init_token();
+    init_linger();
     init_resources();
     ADMIN_TOKEN_KIND = "admin_token";
     MAX_HOST_CERT_SECONDS = 8760 * 3600;
@@ -37957,6 +37987,10 @@ function createHandler(ctx2) {
     const given = req.headers["x-request-id"];
     const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID4();
     res.setHeader("x-request-id", requestId);
+    if (ctx2.balance?.shouldClose(req.socket, res)) {
+      res.setHeader("connection", "close");
+      ctx2.metrics.connectionsShed.inc({ thread: ctx2.metrics.thread });
+    }
     const meta3 = { remoteAddr: req.socket.remoteAddress, requestId };
     let route2 = "other";
     try {
@@ -38091,8 +38125,7 @@ async function post(req, res, schema, handle) {
   }
   const raw = await readBody2(req);
   if (raw === "too_large") {
-    res.setHeader("connection", "close");
-    res.on("finish", () => req.socket.destroySoon());
+    closeAfterAnswer(req, res);
     return fail(413, "payload_too_large", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
   }
   let value;
@@ -38127,6 +38160,7 @@ var init_http = __esm({
     init_jwt();
     init_join2();
     init_errors3();
+    init_linger();
     init_renew();
     MAX_BODY_BYTES = 64 * 1024;
     sendJson = (res, status, value) => send(res, status, JSON.stringify(value), "application/json");
@@ -38334,6 +38368,12 @@ var init_metrics = __esm({
         "idbot_http_requests_total",
         "HTTP requests, by the thread that served them (0: the main thread; 1..N: --workers threads)."
       );
+      /** serve --workers: answers that closed their keep-alive connection because this thread
+       *  held more than its share (balance.ts). */
+      connectionsShed = new Counter(
+        "idbot_http_connections_shed_total",
+        "Keep-alive connections a busy thread closed (Connection: close) because it held more than its share, by thread."
+      );
       /** This thread's label value for `requests`. */
       thread = String(threadId);
       requestSeconds = new Histogram(
@@ -38375,6 +38415,7 @@ var init_metrics = __esm({
           this.rateLimited,
           this.storeErrors,
           this.requests,
+          this.connectionsShed,
           this.requestSeconds,
           this.renewalCertificateAge
         ];
@@ -38528,6 +38569,7 @@ async function startService(opts) {
       logger,
       metrics,
       renderMetrics: shared?.renderMetrics ?? (async () => metrics.render()),
+      balance: shared?.balance,
       limits: shared?.limits ?? {
         address: new RateLimiter(opts.rateLimit ?? 500),
         token: new RateLimiter(opts.tokenRateLimit ?? 1e3)
@@ -38551,6 +38593,7 @@ async function startService(opts) {
       keepAliveTimeout: 5e3
     };
     const server = tlsOptions ? createHttpsServer({ ...serverOptions, ...tlsOptions, minVersion: "TLSv1.2" }, handler) : createHttpServer(serverOptions, handler);
+    if (shared) server.on("connection", (socket) => shared.balance.track(socket));
     await new Promise((resolve8, reject) => {
       server.once(
         "error",
@@ -38559,6 +38602,7 @@ async function startService(opts) {
       if (opts.listenFd !== void 0) server.listen({ fd: opts.listenFd }, () => resolve8());
       else server.listen(port, host, () => resolve8());
     });
+    shared?.balance.serving();
     const actualPort = server.address().port;
     const url2 = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
     if (!publicUrl) publicUrl = url2;
@@ -38645,6 +38689,69 @@ var init_service = __esm({
     init_open();
     ServeError = class extends Error {
       name = "ServeError";
+    };
+  }
+});
+
+// src/server/balance.ts
+var SLACK, BUSY, SHED_INTERVAL_MS, ConnectionBalance;
+var init_balance = __esm({
+  "src/server/balance.ts"() {
+    "use strict";
+    SLACK = 1;
+    BUSY = 4;
+    SHED_INTERVAL_MS = 50;
+    ConnectionBalance = class {
+      /** `buffer`: from ConnectionBalance.buffer(threads), shared by every thread; `index`:
+       *  this thread's cell (0 = the main thread). */
+      constructor(buffer, index, now = performance.now.bind(performance)) {
+        this.index = index;
+        this.now = now;
+        this.cells = new Int32Array(buffer);
+      }
+      index;
+      now;
+      /** [threads serving, connections of thread 0, of thread 1, ...] */
+      cells;
+      /** This thread's connections already answered with `Connection: close`, not yet gone. */
+      closing = 0;
+      inFlight = 0;
+      marked = /* @__PURE__ */ new WeakSet();
+      lastShed = Number.NEGATIVE_INFINITY;
+      static buffer(threads) {
+        return new SharedArrayBuffer(4 * (1 + threads));
+      }
+      /** This thread accepts connections from now on. Shares are of the threads serving: a
+       *  thread that has not started (or could not share the socket) has none. */
+      serving() {
+        Atomics.add(this.cells, 0, 1);
+      }
+      /** Counts a connection this thread accepted until it closes. */
+      track(socket) {
+        Atomics.add(this.cells, 1 + this.index, 1);
+        socket.once("close", () => Atomics.sub(this.cells, 1 + this.index, 1));
+      }
+      /** A request starts on `connection` (the TLS socket under HTTPS). True when its answer
+       *  should close the connection: this thread is busy and holds more than its share. Each
+       *  connection is shed once, one every SHED_INTERVAL_MS at most. */
+      shouldClose(connection, answer2) {
+        this.inFlight++;
+        answer2.once("close", () => this.inFlight--);
+        if (this.inFlight < BUSY || this.marked.has(connection)) return false;
+        const threads = Atomics.load(this.cells, 0);
+        if (threads < 2) return false;
+        let total = 0;
+        for (let i = 1; i < this.cells.length; i++) total += Atomics.load(this.cells, i);
+        const mine = Atomics.load(this.cells, 1 + this.index) - this.closing;
+        if (mine <= Math.ceil(total / threads) + SLACK) return false;
+        const now = this.now();
+        if (now - this.lastShed < SHED_INTERVAL_MS) return false;
+        this.lastShed = now;
+        this.marked.add(connection);
+        this.closing++;
+        connection.once("close", () => this.closing--);
+        return true;
+      }
     };
   }
 });
@@ -38797,6 +38904,7 @@ async function runServiceWorker() {
       logger,
       shared: {
         sqliteWriteLock: new ThreadLock(data.sqliteWriteLock),
+        balance: new ConnectionBalance(data.connections, data.index),
         main: false,
         threads: data.threads,
         limits: {
@@ -38841,6 +38949,7 @@ async function startThreadedService(opts) {
   const { workers: count, logger: given, ...workerOpts } = opts;
   const logger = given ?? jsonLogger();
   const sqliteWriteLock = new ThreadLock();
+  const connections = ConnectionBalance.buffer(1 + count);
   const workers = new WorkerThreads(logger);
   let svc;
   const limits = {
@@ -38855,6 +38964,7 @@ async function startThreadedService(opts) {
   };
   const shared = {
     sqliteWriteLock,
+    balance: new ConnectionBalance(connections, 0),
     main: true,
     threads: 1 + count,
     limits,
@@ -38888,9 +38998,12 @@ async function startThreadedService(opts) {
       const data = {
         opts: { ...workerOpts, publicUrl: main2.publicUrl, listenFd: main2.listenFd },
         sqliteWriteLock: sqliteWriteLock.buffer,
+        connections,
         threads: 1 + count
       };
-      await Promise.all(Array.from({ length: count }, () => workers.spawn(data, handlers)));
+      await Promise.all(
+        Array.from({ length: count }, (_, i) => workers.spawn({ ...data, index: 1 + i }, handlers))
+      );
     }
   } catch (e) {
     await workers.close();
@@ -38932,6 +39045,7 @@ var WORKER_ROLE, WorkerThreads;
 var init_threads = __esm({
   "src/server/threads.ts"() {
     "use strict";
+    init_balance();
     init_log();
     init_metrics();
     init_ratelimit();

@@ -22,6 +22,7 @@ import type { ErrorBody } from "../protocol/join.ts";
 import { Authorities, createAuthorityRecord } from "./ca/authorities.ts";
 import type { RouteContext } from "./http.ts";
 import { hashSecret, newJoinSecret } from "./joinmethods/token.ts";
+import { closeAfterAnswer } from "./linger.ts";
 import { parseResources, parseStoredResource } from "./policy/resources.ts";
 import type { AuditEvent, Store, StoredResource } from "./store/store.ts";
 
@@ -555,8 +556,7 @@ export async function handleAdmin(
   } catch (e) {
     if (e instanceof AdminApiError) {
       if (e.status === 413) {
-        res.setHeader("connection", "close");
-        res.on("finish", () => req.socket.destroySoon());
+        closeAfterAnswer(req, res);
       }
       return answerError(res, e);
     }

@@ -11,9 +11,11 @@ import {
 } from "../protocol/join.ts";
 import { describeProblems, fieldProblems } from "../protocol/validation.ts";
 import { handleAdmin } from "./admin.ts";
+import type { ConnectionBalance } from "./balance.ts";
 import { openIdConfiguration } from "./ca/jwt.ts";
 import { handleChallenge, handleJoin, type JoinContext } from "./join.ts";
 import { JoinError } from "./joinmethods/errors.ts";
+import { closeAfterAnswer } from "./linger.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Limiter } from "./ratelimit.ts";
 import { handleRenew } from "./renew.ts";
@@ -27,6 +29,8 @@ export interface RouteContext extends JoinContext {
   /** The metrics page; a worker thread's adds up every thread's metrics. */
   renderMetrics: () => Promise<string>;
   limits: { address: Limiter; token: Limiter };
+  /** serve --workers: sheds a connection from a thread holding more than its share. */
+  balance?: ConnectionBalance;
 }
 
 function send(
@@ -99,6 +103,10 @@ export function createHandler(ctx: RouteContext) {
     const given = req.headers["x-request-id"];
     const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
     res.setHeader("x-request-id", requestId);
+    if (ctx.balance?.shouldClose(req.socket, res)) {
+      res.setHeader("connection", "close");
+      ctx.metrics.connectionsShed.inc({ thread: ctx.metrics.thread });
+    }
     const meta = { remoteAddr: req.socket.remoteAddress, requestId };
     let route = "other";
     try {
@@ -269,9 +277,8 @@ async function post<S extends z.ZodType>(
   }
   const raw = await readBody(req);
   if (raw === "too_large") {
-    // Answer before reading the rest, then close the connection instead of draining it.
-    res.setHeader("connection", "close");
-    res.on("finish", () => req.socket.destroySoon());
+    // Answer before reading the rest; the connection closes after a short linger.
+    closeAfterAnswer(req, res);
     return fail(413, "payload_too_large", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
   }
   let value: unknown;

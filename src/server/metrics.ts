@@ -142,6 +142,12 @@ export class Metrics {
     "idbot_http_requests_total",
     "HTTP requests, by the thread that served them (0: the main thread; 1..N: --workers threads).",
   );
+  /** serve --workers: answers that closed their keep-alive connection because this thread
+   *  held more than its share (balance.ts). */
+  readonly connectionsShed = new Counter(
+    "idbot_http_connections_shed_total",
+    "Keep-alive connections a busy thread closed (Connection: close) because it held more than its share, by thread.",
+  );
   /** This thread's label value for `requests`. */
   readonly thread = String(threadId);
   readonly requestSeconds = new Histogram(
@@ -194,6 +200,7 @@ export class Metrics {
       this.rateLimited,
       this.storeErrors,
       this.requests,
+      this.connectionsShed,
       this.requestSeconds,
       this.renewalCertificateAge,
     ] as const;

@@ -2,10 +2,11 @@
 import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { isLoopbackHost, normalizeServiceUrl, parseListen } from "../protocol/net.ts";
 import type { AdminRouteContext } from "./admin.ts";
 import { Audit } from "./audit.ts";
+import type { ConnectionBalance } from "./balance.ts";
 import { Authorities, createAuthorityRecord } from "./ca/authorities.ts";
 import { createHandler } from "./http.ts";
 import { JwksCache } from "./joinmethods/jwt.ts";
@@ -51,6 +52,8 @@ export interface SharedState {
   /** Each thread opens the store itself; on one SQLite file their join commits take turns
    *  on this lock. */
   sqliteWriteLock: ThreadLock;
+  /** Spreads keep-alive connections over the threads. */
+  balance: ConnectionBalance;
   /** True in the main thread: it alone prunes the replay keys. */
   main: boolean;
   /** HTTP threads in the process, the main one included. */
@@ -186,6 +189,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       logger,
       metrics,
       renderMetrics: shared?.renderMetrics ?? (async () => metrics.render()),
+      balance: shared?.balance,
       limits: shared?.limits ?? {
         address: new RateLimiter(opts.rateLimit ?? 500),
         token: new RateLimiter(opts.tokenRateLimit ?? 1000),
@@ -211,6 +215,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     const server: Server = tlsOptions
       ? createHttpsServer({ ...serverOptions, ...tlsOptions, minVersion: "TLSv1.2" }, handler)
       : createHttpServer(serverOptions, handler);
+    if (shared) server.on("connection", (socket: Socket) => shared.balance.track(socket));
     await new Promise<void>((resolve, reject) => {
       server.once("error", (e: NodeJS.ErrnoException) =>
         reject(new ServeError(`cannot listen on ${opts.listen}: ${e.code ?? e.message}`)),
@@ -218,6 +223,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       if (opts.listenFd !== undefined) server.listen({ fd: opts.listenFd }, () => resolve());
       else server.listen(port, host, () => resolve());
     });
+    shared?.balance.serving();
     const actualPort = (server.address() as AddressInfo).port;
     const url = `${useTls ? "https" : "http"}://${hostLabel}:${actualPort}`;
     if (!publicUrl) publicUrl = url;

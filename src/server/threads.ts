@@ -13,6 +13,7 @@
 // idle, 60-70 MB under load), and bought nothing SQLite does not already guarantee.
 import { availableParallelism } from "node:os";
 import { MessageChannel, type MessagePort, parentPort, Worker, workerData } from "node:worker_threads";
+import { ConnectionBalance } from "./balance.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { Metrics, type MetricsSnapshot } from "./metrics.ts";
 import { type Limiter, RateLimiter } from "./ratelimit.ts";
@@ -35,6 +36,9 @@ interface WorkerData {
   role: typeof WORKER_ROLE;
   opts: WorkerOptions;
   sqliteWriteLock: SharedArrayBuffer;
+  connections: SharedArrayBuffer;
+  /** This thread's place among the HTTP threads (0: the main thread). */
+  index: number;
   /** HTTP threads in the process, the main one included. */
   threads: number;
   port: MessagePort;
@@ -71,6 +75,7 @@ async function runServiceWorker(): Promise<void> {
       logger,
       shared: {
         sqliteWriteLock: new ThreadLock(data.sqliteWriteLock),
+        balance: new ConnectionBalance(data.connections, data.index),
         main: false,
         threads: data.threads,
         limits: {
@@ -210,6 +215,7 @@ export async function startThreadedService(
   const { workers: count, logger: given, ...workerOpts } = opts;
   const logger = given ?? jsonLogger();
   const sqliteWriteLock = new ThreadLock();
+  const connections = ConnectionBalance.buffer(1 + count);
   const workers = new WorkerThreads(logger);
   // The main thread's service: its limiters and its alert window are the process's.
   let svc: RunningService | undefined;
@@ -225,6 +231,7 @@ export async function startThreadedService(
   };
   const shared: SharedState = {
     sqliteWriteLock,
+    balance: new ConnectionBalance(connections, 0),
     main: true,
     threads: 1 + count,
     limits,
@@ -258,9 +265,12 @@ export async function startThreadedService(
       const data = {
         opts: { ...workerOpts, publicUrl: main.publicUrl, listenFd: main.listenFd },
         sqliteWriteLock: sqliteWriteLock.buffer,
+        connections,
         threads: 1 + count,
       };
-      await Promise.all(Array.from({ length: count }, () => workers.spawn(data, handlers)));
+      await Promise.all(
+        Array.from({ length: count }, (_, i) => workers.spawn({ ...data, index: 1 + i }, handlers)),
+      );
     }
   } catch (e) {
     await workers.close();

@@ -229,6 +229,24 @@ describe("idbot serve --workers 1", () => {
     assert.equal(await instanceCount(), before + 48);
   });
 
+  test("a pool of 32 keep-alive connections joining at once: every join succeeds, a connection shed to even the threads out is reopened by the client", async () => {
+    const url = world.service.url;
+    const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+    try {
+      for (let round = 0; round < 4; round++) {
+        const bodies = await concurrently(32, () => joinBody());
+        const answers = await concurrently(32, (i) => onConnection(agent, `${url}/v1/join`, bodies[i]));
+        for (const a of answers) assert.equal(a.status, 200, a.text);
+      }
+    } finally {
+      agent.destroy();
+    }
+    const page = await httpCall(`${url}/metrics`);
+    // Whether any was shed depends on where the kernel put the 32; the counter is there.
+    assert.match(page.text, /^# TYPE idbot_http_connections_shed_total counter$/m);
+    if (process.env.IDBOT_TEST_DEBUG) console.log(samples(page.text, "idbot_http_connections_shed_total"));
+  });
+
   test("SIGHUP reloads the resources in every thread", async () => {
     const url = world.service.url;
     const resources = githubResources(world.github.host).replace("acme/tools", "acme/reloaded");
