@@ -36186,6 +36186,20 @@ timer = setTimeout(pass, workerData.intervalMs, false);
        *  other error aborts the whole group (the caller then runs each join on its own). */
       applyJoinInGroup(j) {
         this.pendingLock = void 0;
+        if (!j.joinTokenHash && !j.bound) {
+          if (j.replay) {
+            try {
+              this.stmts.insertReplay.run(j.replay.issuer, j.replay.jti, j.replay.expiresAt);
+            } catch (e) {
+              const refused = this.db.inTransaction ? this.refusal(e) : void 0;
+              if (refused) return refused;
+              throw e;
+            }
+          }
+          this.stmts.insertInstance.run(...instanceValues(j.instance));
+          this.insertEvents(j.events);
+          return { ok: true };
+        }
         try {
           this.joinTx(j);
           return { ok: true };

@@ -257,6 +257,43 @@ for (const kind of ["sqlite", "postgres"] as const) {
       }
     });
 
+    test("in one group: a key used twice commits once; a join failing for another reason fails alone", async (t) => {
+      const stores = await pair(t);
+      if (!stores) return;
+      const [s] = stores;
+      const issuer = "https://token.actions.githubusercontent.com";
+      const key = (jti: string) => ({ issuer, jti, expiresAt: nowSeconds() + 600 });
+      const [x, y, b, bad] = [inst(), inst(), inst(), inst()];
+      // One event-loop turn. The last join's event breaks a NOT NULL column: a failure that
+      // is no refusal, so its group is rolled back as a whole and every join is committed
+      // on its own, with the result it would have had alone.
+      const broken = { ...ev("join.success", bad), type: null as unknown as string };
+      const results = await Promise.allSettled([
+        s.commitJoin({ replay: key("jti-twice"), instance: x, events: [ev("join.success", x)] }),
+        s.commitJoin({ replay: key("jti-twice"), instance: y, events: [ev("join.success", y)] }),
+        s.commitJoin({ replay: key("jti-b"), instance: b, events: [ev("join.success", b)] }),
+        s.commitJoin({ replay: key("jti-bad"), instance: bad, events: [broken] }),
+      ]);
+      const values = results.map((r) => (r.status === "fulfilled" ? r.value : "rejected"));
+      assert.deepEqual(
+        tally(values.slice(0, 2) as CommitResult[]),
+        { ok: 1, replayed: 1 },
+        "one use of the key commits",
+      );
+      assert.deepEqual(values.slice(2), [{ ok: true }, "rejected"]);
+      const audit = await s.listAudit({ limit: 100 });
+      for (const [i, r] of [x, y, b, bad].entries()) {
+        const committed = (values[i] as CommitResult).ok === true;
+        assert.equal(Boolean(await s.getBotInstance(r.id)), committed, `instance ${i}`);
+        assert.equal(audit.filter((e) => e.instanceId === r.id).length, committed ? 1 : 0, `events ${i}`);
+      }
+      // The failed join's key went with it: a retry commits.
+      const retry = inst();
+      assert.deepEqual(await s.commitJoin({ replay: key("jti-bad"), instance: retry, events: [] }), {
+        ok: true,
+      });
+    });
+
     test("a one-time join secret is consumed exactly once under 20 concurrent commits from two replicas", async (t) => {
       const p = await pair(t);
       if (!p) return;

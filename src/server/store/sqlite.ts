@@ -486,6 +486,23 @@ export class SqliteStore implements Store {
    *  other error aborts the whole group (the caller then runs each join on its own). */
   private applyJoinInGroup(j: JoinCommit): CommitResult {
     this.pendingLock = undefined;
+    // A join that only adds rows (an ID token's: replay key, instance, events) can be
+    // refused by its first insert alone, before it wrote anything: no savepoint needed,
+    // which is a third of the store's time per join. Any later error aborts the group.
+    if (!j.joinTokenHash && !j.bound) {
+      if (j.replay) {
+        try {
+          this.stmts.insertReplay.run(j.replay.issuer, j.replay.jti, j.replay.expiresAt);
+        } catch (e) {
+          const refused = this.db.inTransaction ? this.refusal(e) : undefined;
+          if (refused) return refused;
+          throw e;
+        }
+      }
+      this.stmts.insertInstance.run(...instanceValues(j.instance));
+      this.insertEvents(j.events);
+      return { ok: true };
+    }
     try {
       this.joinTx(j); // nested: SAVEPOINT ... RELEASE, or ROLLBACK TO on throw
       return { ok: true };
