@@ -30749,32 +30749,34 @@ var init_token = __esm({
 });
 
 // src/server/linger.ts
+function isLingering(socket) {
+  return lingering.has(socket);
+}
 function closeAfterAnswer(req, res) {
   res.setHeader("connection", "close");
   const socket = req.socket;
+  lingering.add(socket);
+  let dropped = 0;
+  req.on("data", (chunk) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_BYTES) socket.destroy();
+  });
   req.resume();
   res.once("finish", () => {
     socket.removeListener("finish", socket.destroy);
-    const start = socket.bytesRead;
-    const check2 = setInterval(() => {
-      if (socket.bytesRead - start > LINGER_BYTES) socket.destroy();
-    }, 50);
     const timer = setTimeout(() => socket.destroy(), LINGER_MS);
-    check2.unref();
     timer.unref();
-    socket.once("close", () => {
-      clearInterval(check2);
-      clearTimeout(timer);
-    });
+    socket.once("close", () => clearTimeout(timer));
     socket.once("end", () => socket.destroy());
   });
 }
-var LINGER_MS, LINGER_BYTES;
+var LINGER_MS, LINGER_BYTES, lingering;
 var init_linger = __esm({
   "src/server/linger.ts"() {
     "use strict";
     LINGER_MS = 2e3;
     LINGER_BYTES = 4 * 1024 * 1024;
+    lingering = /* @__PURE__ */ new WeakSet();
   }
 });
 
@@ -37995,6 +37997,10 @@ function readBody2(req) {
 }
 function createHandler(ctx2) {
   return async (req, res) => {
+    if (isLingering(req.socket)) {
+      req.socket.destroy();
+      return;
+    }
     const started = performance.now();
     ctx2.metrics.requests.inc({ thread: ctx2.metrics.thread });
     const path = (req.url ?? "/").split("?")[0] ?? "/";
@@ -38607,7 +38613,12 @@ async function startService(opts) {
       keepAliveTimeout: 5e3
     };
     const server = tlsOptions ? createHttpsServer({ ...serverOptions, ...tlsOptions, minVersion: "TLSv1.2" }, handler) : createHttpServer(serverOptions, handler);
-    if (shared) server.on("connection", (socket) => shared.balance.track(socket));
+    const sockets = /* @__PURE__ */ new Set();
+    server.on("connection", (socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+      shared?.balance.track(socket);
+    });
     await new Promise((resolve8, reject) => {
       server.once(
         "error",
@@ -38678,6 +38689,7 @@ async function startService(opts) {
         await new Promise((resolve8) => {
           server.close(() => resolve8());
           server.closeAllConnections();
+          for (const socket of sockets) socket.destroy();
         });
         await store.close();
       }
@@ -38750,7 +38762,13 @@ var init_balance = __esm({
        *  connection is shed once, one every SHED_INTERVAL_MS at most. */
       shouldClose(connection, answer2) {
         this.inFlight++;
-        answer2.once("close", () => this.inFlight--);
+        const done = () => {
+          answer2.off("close", done);
+          connection.off("close", done);
+          this.inFlight--;
+        };
+        answer2.once("close", done);
+        connection.once("close", done);
         if (this.inFlight < BUSY || this.marked.has(connection)) return false;
         const threads = Atomics.load(this.cells, 0);
         if (threads < 2) return false;
@@ -38771,7 +38789,7 @@ var init_balance = __esm({
 });
 
 // src/server/store/threadlock.ts
-var waitAsync, FREE, HELD, RECHECK_MS, ThreadLock;
+var waitAsync, FREE, HELD, RECHECK_MS, TAKEOVER_MS, ThreadLock;
 var init_threadlock = __esm({
   "src/server/store/threadlock.ts"() {
     "use strict";
@@ -38779,12 +38797,15 @@ var init_threadlock = __esm({
     FREE = 0;
     HELD = 1;
     RECHECK_MS = 1e3;
+    TAKEOVER_MS = 5e3;
     ThreadLock = class {
-      cell;
       /** `buffer`: another thread's ThreadLock.buffer, to share its lock; default: a new one. */
-      constructor(buffer = new SharedArrayBuffer(4)) {
+      constructor(buffer = new SharedArrayBuffer(4), takeoverMs = TAKEOVER_MS) {
+        this.takeoverMs = takeoverMs;
         this.cell = new Int32Array(buffer, 0, 1);
       }
+      takeoverMs;
+      cell;
       /** What to send another thread (structured clone shares it, never copies it). */
       get buffer() {
         return this.cell.buffer;
@@ -38793,11 +38814,22 @@ var init_threadlock = __esm({
       tryAcquire() {
         return Atomics.compareExchange(this.cell, 0, FREE, HELD) === FREE;
       }
-      /** Resolves once this thread holds the lock; never blocks the event loop. */
+      /** Resolves once this thread holds the lock (or has taken it over, see TAKEOVER_MS);
+       *  never blocks the event loop. */
       async acquire() {
-        while (!this.tryAcquire()) {
-          const w = waitAsync(this.cell, 0, HELD, RECHECK_MS);
-          if (w.async) await w.value;
+        if (this.tryAcquire()) return;
+        const alive = setInterval(() => {
+        }, RECHECK_MS);
+        try {
+          const deadline = performance.now() + this.takeoverMs;
+          while (!this.tryAcquire()) {
+            const left2 = deadline - performance.now();
+            if (left2 <= 0) return;
+            const w = waitAsync(this.cell, 0, HELD, Math.min(RECHECK_MS, left2));
+            if (w.async) await w.value;
+          }
+        } finally {
+          clearInterval(alive);
         }
       }
       release() {

@@ -77,6 +77,24 @@ describe("ConnectionBalance", () => {
     }
   });
 
+  test("requests whose answers never close (pipelined, then the connection went) stop counting with their connection", () => {
+    const { clock, all } = threads([20, 0]);
+    const [a] = all;
+    // Three pipelined requests on each of three connections; the connections go, the
+    // answers queued behind the first never emit "close".
+    for (const s of a!.sockets.slice(0, 3)) {
+      for (let i = 0; i < 3; i++) a!.balance.shouldClose(s, answer());
+      closed(s);
+    }
+    // Not busy: one request at a time sheds nothing, however uneven the split.
+    for (const s of a!.sockets.slice(3)) {
+      clock.ms += 50;
+      const r = answer();
+      assert.equal(a!.balance.shouldClose(s, r), false);
+      closed(r);
+    }
+  });
+
   test("a thread serving alone (the others not started, or no socket to share) sheds nothing", () => {
     const clock = { ms: 0 };
     const alone = new ConnectionBalance(ConnectionBalance.buffer(2), 0, () => clock.ms);

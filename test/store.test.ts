@@ -971,6 +971,23 @@ describe("sqlite store: threads sharing one file", () => {
     assert.equal((await a.listBotInstances()).length, 2);
     await a.close();
   });
+
+  test("a lock whose holder never lets go (a thread terminated mid-commit) is taken over: joins commit late, not never", async () => {
+    const lock = new ThreadLock(undefined, 150);
+    const store = openSqliteStore(fresh(), { writeLock: lock });
+    try {
+      assert.equal(lock.tryAcquire(), true, "held by a thread that is gone");
+      const started = performance.now();
+      assert.deepEqual(tally(await Promise.all([store.commitJoin(join1()), store.commitJoin(join1())])), {
+        ok: 2,
+      });
+      assert.ok(performance.now() - started >= 140, "after the takeover time, not before");
+      assert.equal(lock.tryAcquire(), true, "and released after that commit");
+      lock.release();
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 describe("postgres store only", () => {

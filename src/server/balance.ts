@@ -66,7 +66,15 @@ export class ConnectionBalance {
    *  connection is shed once, one every SHED_INTERVAL_MS at most. */
   shouldClose(connection: Socket, answer: ServerResponse): boolean {
     this.inFlight++;
-    answer.once("close", () => this.inFlight--);
+    // Once, on whichever comes first: an answer queued behind another on a pipelined
+    // connection never emits "close" when the connection goes.
+    const done = () => {
+      answer.off("close", done);
+      connection.off("close", done);
+      this.inFlight--;
+    };
+    answer.once("close", done);
+    connection.once("close", done);
     if (this.inFlight < BUSY || this.marked.has(connection)) return false;
     const threads = Atomics.load(this.cells, 0);
     if (threads < 2) return false;

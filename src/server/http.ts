@@ -15,7 +15,7 @@ import type { ConnectionBalance } from "./balance.ts";
 import { openIdConfiguration } from "./ca/jwt.ts";
 import { handleChallenge, handleJoin, type JoinContext } from "./join.ts";
 import { JoinError } from "./joinmethods/errors.ts";
-import { closeAfterAnswer } from "./linger.ts";
+import { closeAfterAnswer, isLingering } from "./linger.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Limiter } from "./ratelimit.ts";
 import { handleRenew } from "./renew.ts";
@@ -96,6 +96,10 @@ type Outcome = { status: number; body?: unknown };
 
 export function createHandler(ctx: RouteContext) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (isLingering(req.socket)) {
+      req.socket.destroy();
+      return;
+    }
     const started = performance.now();
     ctx.metrics.requests.inc({ thread: ctx.metrics.thread });
     const path = (req.url ?? "/").split("?")[0] ?? "/";

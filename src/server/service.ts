@@ -215,7 +215,14 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
     const server: Server = tlsOptions
       ? createHttpsServer({ ...serverOptions, ...tlsOptions, minVersion: "TLSv1.2" }, handler)
       : createHttpServer(serverOptions, handler);
-    if (shared) server.on("connection", (socket: Socket) => shared.balance.track(socket));
+    // Every accepted connection, also one still in its TLS handshake (which
+    // closeAllConnections does not know of): close() ends them all.
+    const sockets = new Set<Socket>();
+    server.on("connection", (socket: Socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+      shared?.balance.track(socket);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once("error", (e: NodeJS.ErrnoException) =>
         reject(new ServeError(`cannot listen on ${opts.listen}: ${e.code ?? e.message}`)),
@@ -290,6 +297,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();
+          for (const socket of sockets) socket.destroy();
         });
         await store.close();
       },

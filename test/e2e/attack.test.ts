@@ -127,6 +127,61 @@ describe("oversized requests", () => {
     assert.equal((await httpCall(`${world.service.url}/healthz`)).status, 200);
   });
 
+  test("a request pipelined behind a refused body is not run; a body that keeps coming is cut off after 4 MiB", async () => {
+    const { hostname, port } = new URL(world.service.url);
+    /** Writes `head` (and then `stream` bytes of body, 64 KiB at a time) on one raw
+     *  connection; resolves with everything read until the service closed it. */
+    const exchange = (head: string, stream = 0) =>
+      new Promise<{ text: string; sent: number }>((resolve, reject) => {
+        const socket = connect({ host: hostname, port: Number(port) });
+        let text = "";
+        let sent = 0;
+        const chunk = Buffer.alloc(64 * 1024, "x");
+        const pump = () => {
+          while (sent < stream && !socket.destroyed) {
+            sent += chunk.length;
+            if (!socket.write(chunk)) return void socket.once("drain", pump);
+          }
+        };
+        socket.on("connect", () => {
+          socket.write(head);
+          pump();
+        });
+        socket.on("data", (d) => {
+          text += d.toString("latin1");
+        });
+        let error = "";
+        // A reset after the cut-off is expected; what was read before it counts.
+        socket.on("error", (e: NodeJS.ErrnoException) => {
+          error = e.code ?? e.message;
+        });
+        socket.on("close", () => (text || !error ? resolve({ text, sent }) : reject(new Error(error))));
+        setTimeout(() => reject(new Error(`no close in 10 s; read: ${text.slice(0, 200)}`)), 10_000).unref();
+      });
+    const over = "x".repeat(70 * 1024);
+    const join = JSON.stringify(joinBody(await mint()));
+    const pipelined = await exchange(
+      `POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${over.length}\r\n\r\n${over}` +
+        `POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(join)}\r\n\r\n${join}`,
+    );
+    assert.match(pipelined.text, /^HTTP\/1\.1 413 /);
+    assert.equal(pipelined.text.split("HTTP/1.1 ").length - 1, 1, "one answer");
+    // The pipelined join never ran: its ID token is still unused.
+    const again = await postJoin(world.service.url, join);
+    assert.equal(again.status, 200, again.text);
+    // A 1 GiB upload: the 413 arrives, then the service stops reading a few MiB later.
+    const endless = await exchange(
+      "POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n",
+      64 * 1024 * 1024,
+    );
+    assert.match(endless.text, /^HTTP\/1\.1 413 /);
+    assert.ok(
+      endless.sent < 64 * 1024 * 1024,
+      `cut off before the client was done (${endless.sent} bytes sent)`,
+    );
+    assert.equal((await httpCall(`${world.service.url}/healthz`)).status, 200);
+  });
+
   test("a 32 KiB header is node's 431, and the next request is served", async () => {
     const res = await httpCall(`${world.service.url}/healthz`, {
       headers: { "x-padding": "p".repeat(32 * 1024) },

@@ -6,6 +6,8 @@ import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { promisify } from "node:util";
 
+import { aptInstall, cannotInstall } from "./debian.ts";
+
 const execFileP = promisify(execFile);
 const PYTHON = "/usr/bin/python3";
 
@@ -32,30 +34,16 @@ async function probe(): Promise<boolean> {
   }
 }
 
-let aptUpdated: Promise<unknown> | undefined;
 let ensured: Promise<{ python: string } | { skip: string }> | undefined;
 
 async function install(): Promise<{ python: string } | { skip: string }> {
   if (await probe()) return { python: PYTHON };
-  let reason: string | undefined;
-  if (process.getuid?.() !== 0) {
-    reason = "PyJWT is missing and we are not root, so python3-jwt cannot be installed";
-  } else if (!(await exists("/usr/bin/apt-get", constants.X_OK))) {
-    reason = "PyJWT is missing and there is no apt-get to install python3-jwt";
-  } else {
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  let reason = await cannotInstall("PyJWT", "python3-jwt");
+  if (!reason) {
     try {
-      aptUpdated ??= execFileP("apt-get", ["update"], { env, maxBuffer: 64 << 20 });
-      await aptUpdated;
-      await execFileP(
-        "apt-get",
-        ["install", "-y", "--no-install-recommends", "python3", "python3-jwt", "python3-cryptography"],
-        { env, maxBuffer: 64 << 20 },
-      );
+      await aptInstall(["python3", "python3-jwt", "python3-cryptography"]);
     } catch (err) {
-      aptUpdated = undefined;
-      const e = err as Error & { stderr?: string };
-      reason = `installing python3-jwt failed: ${e.stderr?.trim() || e.message}`;
+      reason = `installing python3-jwt failed: ${(err as Error).message}`;
     }
     if (await probe()) return { python: PYTHON };
     reason ??= "python3-jwt was installed but `import jwt` with cryptography still fails";

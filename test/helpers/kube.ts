@@ -21,6 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { promisify } from "node:util";
+import { aptInstall, cannotInstall } from "./debian.ts";
 import type { TestTlsCA } from "./testca.ts";
 
 const execFileP = promisify(execFile);
@@ -46,24 +47,6 @@ async function which(cmd: string): Promise<string | undefined> {
   return undefined;
 }
 
-let aptUpdated: Promise<unknown> | undefined;
-
-async function aptInstall(pkgs: string[]): Promise<void> {
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  try {
-    aptUpdated ??= execFileP("apt-get", ["update"], { env, maxBuffer: 64 << 20 });
-    await aptUpdated;
-    await execFileP("apt-get", ["install", "-y", "--no-install-recommends", ...pkgs], {
-      env,
-      maxBuffer: 64 << 20,
-    });
-  } catch (err) {
-    aptUpdated = undefined;
-    const e = err as Error & { stderr?: string };
-    throw new Error(`apt-get install ${pkgs.join(" ")} failed: ${e.stderr?.trim() || e.message}`);
-  }
-}
-
 /**
  * Finds `kubectl` (PATH, then /usr/bin), installing Debian's kubernetes-client when root.
  * When impossible: throws under CI=true, otherwise returns { skip }.
@@ -71,12 +54,8 @@ async function aptInstall(pkgs: string[]): Promise<void> {
 export async function ensureKubectl(): Promise<{ kubectl: string } | { skip: string }> {
   const found = await which("kubectl");
   if (found) return { kubectl: found };
-  let reason: string;
-  if (process.getuid?.() !== 0) {
-    reason = "kubectl is missing and we are not root, so kubernetes-client cannot be installed";
-  } else if (!(await exists("/usr/bin/apt-get", constants.X_OK))) {
-    reason = "kubectl is missing and there is no apt-get to install kubernetes-client";
-  } else {
+  let reason = await cannotInstall("kubectl", "kubernetes-client");
+  if (!reason) {
     try {
       await aptInstall(["kubernetes-client"]);
     } catch (err) {

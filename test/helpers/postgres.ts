@@ -8,6 +8,8 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
+import { aptInstall, cannotInstall } from "./debian.ts";
+
 const execFileP = promisify(execFile);
 const PREFERRED = "15";
 const OS_USER = "postgres";
@@ -75,30 +77,16 @@ async function hasUser(name: string): Promise<boolean> {
   }
 }
 
-let aptUpdated: Promise<unknown> | undefined;
 let ensured: Promise<{ bin: string } | { skip: string }> | undefined;
 
 async function install(): Promise<{ bin: string } | { skip: string }> {
   const found = await findBin();
   if (found && (await hasPsql()) && (await hasUser(OS_USER))) return { bin: found };
-  let reason: string | undefined;
-  if (process.getuid?.() !== 0) {
-    reason = "PostgreSQL is missing and we are not root, so postgresql-15 cannot be installed";
-  } else if (!(await exists("/usr/bin/apt-get", constants.X_OK))) {
-    reason = "PostgreSQL is missing and there is no apt-get to install postgresql-15";
-  } else {
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    const apt = ["install", "-y", "--no-install-recommends"];
+  let reason = await cannotInstall("PostgreSQL", `postgresql-${PREFERRED}`);
+  if (!reason) {
     try {
-      aptUpdated ??= run("apt-get", ["update"], { env, timeout: 300_000 });
-      await aptUpdated;
-      try {
-        await run("apt-get", [...apt, `postgresql-${PREFERRED}`], { env, timeout: 600_000 });
-      } catch {
-        await run("apt-get", [...apt, "postgresql"], { env, timeout: 600_000 });
-      }
+      await aptInstall([`postgresql-${PREFERRED}`], ["postgresql"]);
     } catch (err) {
-      aptUpdated = undefined;
       reason = `installing PostgreSQL failed: ${(err as Error).message}`;
     }
     const bin = await findBin();

@@ -7,6 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
+import { aptInstall, cannotInstall } from "./debian.ts";
+
 const execFileP = promisify(execFile);
 const SSHD = "/usr/sbin/sshd";
 
@@ -38,27 +40,17 @@ async function run(
   }
 }
 
-let aptUpdated: Promise<unknown> | undefined;
-
 /**
  * Makes sure /usr/sbin/sshd exists, installing openssh-server with apt-get when running as root.
  * When that is impossible: throws under CI=true (a missing peer fails CI), otherwise returns { skip }.
  */
 export async function ensureOpenSSHServer(): Promise<{ sshd: string } | { skip: string }> {
   if (await exists(SSHD, constants.X_OK)) return { sshd: SSHD };
-  let reason: string;
-  if (process.getuid?.() !== 0) {
-    reason = `${SSHD} is missing and we are not root, so openssh-server cannot be installed`;
-  } else if (!(await exists("/usr/bin/apt-get", constants.X_OK))) {
-    reason = `${SSHD} is missing and there is no apt-get to install openssh-server`;
-  } else {
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  let reason = await cannotInstall(SSHD, "openssh-server");
+  if (!reason) {
     try {
-      aptUpdated ??= run("apt-get", ["update"], env);
-      await aptUpdated;
-      await run("apt-get", ["install", "-y", "--no-install-recommends", "openssh-server"], env);
+      await aptInstall(["openssh-server"]);
     } catch (err) {
-      aptUpdated = undefined;
       reason = `installing openssh-server failed: ${(err as Error).message}`;
     }
     if (await exists(SSHD, constants.X_OK)) return { sshd: SSHD };

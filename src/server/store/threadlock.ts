@@ -21,12 +21,20 @@ const HELD = 1;
 /** A waiter looks again at least this often (a notify can only be missed if a holder died,
  *  and a thread that dies stops the process; this is a backstop, not the mechanism). */
 const RECHECK_MS = 1000;
+/** A holder that has not let go after this long is taken to be gone (a thread terminated
+ *  in the middle of a commit, which no finally survives): the waiter goes ahead as the
+ *  holder. A commit takes milliseconds; should the holder be alive after all, two threads
+ *  commit at once and SQLite's own locking sorts them out. */
+const TAKEOVER_MS = 5000;
 
 export class ThreadLock {
   private readonly cell: Int32Array;
 
   /** `buffer`: another thread's ThreadLock.buffer, to share its lock; default: a new one. */
-  constructor(buffer: SharedArrayBuffer = new SharedArrayBuffer(4)) {
+  constructor(
+    buffer: SharedArrayBuffer = new SharedArrayBuffer(4),
+    private readonly takeoverMs = TAKEOVER_MS,
+  ) {
     this.cell = new Int32Array(buffer, 0, 1);
   }
 
@@ -40,11 +48,23 @@ export class ThreadLock {
     return Atomics.compareExchange(this.cell, 0, FREE, HELD) === FREE;
   }
 
-  /** Resolves once this thread holds the lock; never blocks the event loop. */
+  /** Resolves once this thread holds the lock (or has taken it over, see TAKEOVER_MS);
+   *  never blocks the event loop. */
   async acquire(): Promise<void> {
-    while (!this.tryAcquire()) {
-      const w = waitAsync(this.cell, 0, HELD, RECHECK_MS);
-      if (w.async) await w.value;
+    if (this.tryAcquire()) return;
+    // Atomics.waitAsync alone does not keep the event loop alive (nodejs/node#61941): a
+    // thread closing its store would exit instead of waiting for its turn.
+    const alive = setInterval(() => {}, RECHECK_MS);
+    try {
+      const deadline = performance.now() + this.takeoverMs;
+      while (!this.tryAcquire()) {
+        const left = deadline - performance.now();
+        if (left <= 0) return; // still HELD, by a holder taken to be gone: now ours
+        const w = waitAsync(this.cell, 0, HELD, Math.min(RECHECK_MS, left));
+        if (w.async) await w.value;
+      }
+    } finally {
+      clearInterval(alive);
     }
   }
 
