@@ -14,6 +14,7 @@ import { type FakeGitHub, startFakeGitHub } from "../helpers/fake-github.ts";
 import { startTestPostgres, type TestPostgres } from "../helpers/pgserver.ts";
 import {
   type Answer,
+  getJson,
   postJson,
   type Replica,
   runIdbot,
@@ -325,6 +326,37 @@ describe("two replicas on one PostgreSQL database", () => {
       { env },
     );
     assert.equal(none.code, 3, none.stderr);
+  });
+
+  test("one replica's --workers threads share its 10 PostgreSQL connections: four threads under a burst hold at most 4 × 3", async (t) => {
+    if (skip) return t.skip(skip);
+    const db = "pool_share";
+    const r = await startReplica({
+      database: await pg!.createDatabase(db),
+      resources: githubResources(github!.host),
+      env,
+      args: ["--workers", "3"],
+    });
+    try {
+      const started = /"msg":"idbot service started".*"threads":4/;
+      assert.ok(await waitFor(async () => started.test(r.logs()), 10_000), r.logs());
+      // Each /healthz is a query on a pooled connection: 64 at once, five times over,
+      // would grow four pools of 10 to 40 connections.
+      for (let round = 0; round < 5; round++) {
+        const answers = await Promise.all(Array.from({ length: 64 }, () => getJson(r.url, "/healthz")));
+        for (const a of answers) assert.equal(a.status, 200, show(a));
+      }
+      const [row] = await pg!.sql<{ n: string }>(
+        db,
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'idbot'",
+        [db],
+      );
+      const n = Number(row!.n);
+      assert.ok(n <= 12, `${n} connections: more than 4 threads × max(2, ceil(10 / 4))`);
+      assert.ok(n >= 4, `${n} connections: every thread opens its own`);
+    } finally {
+      await r.stop();
+    }
   });
 
   test("`admin tokens ls` and `admin bot-instances ls` read the shared database", async (t) => {
