@@ -38686,6 +38686,7 @@ async function startService(opts) {
       async close() {
         clearInterval(prune);
         clearInterval(poll);
+        shared?.balance.stopped();
         await new Promise((resolve8) => {
           server.close(() => resolve8());
           server.closeAllConnections();
@@ -38751,6 +38752,10 @@ var init_balance = __esm({
        *  thread that has not started (or could not share the socket) has none. */
       serving() {
         Atomics.add(this.cells, 0, 1);
+      }
+      /** This thread stops accepting (it is closing). */
+      stopped() {
+        Atomics.sub(this.cells, 0, 1);
       }
       /** Counts a connection this thread accepted until it closes. */
       track(socket) {

@@ -55,6 +55,11 @@ export class ConnectionBalance {
     Atomics.add(this.cells, 0, 1);
   }
 
+  /** This thread stops accepting (it is closing). */
+  stopped(): void {
+    Atomics.sub(this.cells, 0, 1);
+  }
+
   /** Counts a connection this thread accepted until it closes. */
   track(socket: Socket): void {
     Atomics.add(this.cells, 1 + this.index, 1);

@@ -294,6 +294,7 @@ export async function startService(opts: ServeOptions): Promise<RunningService> 
       async close() {
         clearInterval(prune);
         clearInterval(poll);
+        shared?.balance.stopped();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();
