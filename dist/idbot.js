@@ -36198,8 +36198,7 @@ timer = setTimeout(pass, workerData.intervalMs, false);
               throw e;
             }
           }
-          this.stmts.insertInstance.run(...instanceValues(j.instance));
-          this.insertEvents(j.events);
+          this.applyJoinAfterReplay(j);
           return { ok: true };
         }
         try {
@@ -36227,8 +36226,11 @@ timer = setTimeout(pass, workerData.intervalMs, false);
         return void 0;
       }
       applyJoin(j) {
-        const i = j.instance;
         if (j.replay) this.stmts.insertReplay.run(j.replay.issuer, j.replay.jti, j.replay.expiresAt);
+        this.applyJoinAfterReplay(j);
+      }
+      applyJoinAfterReplay(j) {
+        const i = j.instance;
         if (j.joinTokenHash) this.consumeJoinToken(j.joinTokenHash, i);
         if (j.bound) this.applyBoundJoin(j.bound, i);
         this.stmts.insertInstance.run(...instanceValues(i));

@@ -499,8 +499,7 @@ export class SqliteStore implements Store {
           throw e;
         }
       }
-      this.stmts.insertInstance.run(...instanceValues(j.instance));
-      this.insertEvents(j.events);
+      this.applyJoinAfterReplay(j);
       return { ok: true };
     }
     try {
@@ -530,8 +529,12 @@ export class SqliteStore implements Store {
   }
 
   private applyJoin(j: JoinCommit): void {
-    const i = j.instance;
     if (j.replay) this.stmts.insertReplay.run(j.replay.issuer, j.replay.jti, j.replay.expiresAt);
+    this.applyJoinAfterReplay(j);
+  }
+
+  private applyJoinAfterReplay(j: JoinCommit): void {
+    const i = j.instance;
     if (j.joinTokenHash) this.consumeJoinToken(j.joinTokenHash, i);
     if (j.bound) this.applyBoundJoin(j.bound, i);
     this.stmts.insertInstance.run(...instanceValues(i));
