@@ -244,7 +244,6 @@ describe("idbot serve --workers 1", () => {
     const page = await httpCall(`${url}/metrics`);
     // Whether any was shed depends on where the kernel put the 32; the counter is there.
     assert.match(page.text, /^# TYPE idbot_http_connections_shed_total counter$/m);
-    if (process.env.IDBOT_TEST_DEBUG) console.log(samples(page.text, "idbot_http_connections_shed_total"));
   });
 
   test("SIGHUP reloads the resources in every thread", async () => {

@@ -5,7 +5,6 @@ import { execFile } from "node:child_process";
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { promisify } from "node:util";
-
 import { aptInstall, cannotInstall } from "./debian.ts";
 
 const execFileP = promisify(execFile);
